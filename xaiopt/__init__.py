@@ -1,0 +1,38 @@
+"""xaiopt: hyperparameter optimization of rule-based explanations (LRP) for CNNs.
+
+Optuna studies search canonization, the first-layer rule and a rule (with its gamma/epsilon) per
+layer group; every trial is scored by a vector of explanation-quality metrics; the Pareto front
+lives in an Optuna RDB storage.
+
+Example::
+
+    import xaiopt
+    cfg = xaiopt.load_config("studies/quickstart.yaml")
+    xaiopt.create_study(cfg, storage="sqlite:///xaiopt.db")
+    loaded = xaiopt.optimize(cfg.name, storage="sqlite:///xaiopt.db", n_trials=5)
+    print(xaiopt.pareto_rows(loaded))
+"""
+
+__version__ = "0.1.0"
+
+from xaiopt.config import StudyConfig, load_config, parse_config  # noqa: E402
+from xaiopt.errors import XaioptError  # noqa: E402
+
+
+def __getattr__(name: str):
+    # the heavy parts (torch, zennit, optuna) load on first use so `xaiopt --help` stays fast
+    lazy = {
+        "create_study": "xaiopt.study", "load_study": "xaiopt.study", "optimize": "xaiopt.study",
+        "pareto_rows": "xaiopt.study", "ExplainerSpec": "xaiopt.space", "SearchSpace": "xaiopt.space",
+        "Objective": "xaiopt.objective", "canonize": "xaiopt.canonize", "get_metric": "xaiopt.metrics",
+    }
+    if name in lazy:
+        import importlib
+        return getattr(importlib.import_module(lazy[name]), name)
+    raise AttributeError(f"module 'xaiopt' has no attribute {name!r}")
+
+
+__all__ = [
+    "StudyConfig", "XaioptError", "__version__", "canonize", "create_study", "get_metric", "load_config",
+    "load_study", "optimize", "pareto_rows", "parse_config", "ExplainerSpec", "SearchSpace", "Objective",
+]

@@ -1,0 +1,197 @@
+"""The ``xaiopt`` command: parses, delegates, prints. A user's mistake is one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Sequence
+
+from xaiopt.errors import XaioptError
+
+EXIT_USER_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, not usage + message
+        self.exit(EXIT_USER_ERROR, f"xaiopt: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _storage(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", help="database URL (default: $XAIOPT_STORAGE or sqlite:///xaiopt.db)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="xaiopt", description="Hyperparameter optimization of LRP explanations.")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every trial")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="create a study from CONFIG, optimize it and print its Pareto front")
+    run.add_argument("config")
+    run.add_argument("--name")
+    _storage(run)
+    run.add_argument("--n-trials", type=int)
+    run.add_argument("--device")
+    run.add_argument("--resume", action="store_true", help="continue the study if it exists")
+    run.add_argument("--plot", metavar="FILE.html", help="also write the Pareto figure")
+
+    study = sub.add_parser("study", help="create, optimize, inspect studies")
+    ss = study.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    c = ss.add_parser("create", help="validate CONFIG and create the study")
+    c.add_argument("config")
+    c.add_argument("--name")
+    _storage(c)
+    c.add_argument("--artifacts", metavar="DIR", help="where heatmap artifacts go (default: beside the SQLite file)")
+    o = ss.add_parser("optimize", help="run trials of a study in this process")
+    o.add_argument("name")
+    o.add_argument("--n-trials", type=int)
+    _storage(o)
+    o.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
+    o.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    o.add_argument("--no-progress", action="store_true")
+    p = ss.add_parser("pareto", help="print the Pareto-optimal trials")
+    p.add_argument("name")
+    p.add_argument("--format", default="table", choices=["table", "json", "csv"])
+    _storage(p)
+    pl = ss.add_parser("plot", help="write an interactive plotly Pareto figure")
+    pl.add_argument("name")
+    pl.add_argument("--out", required=True, metavar="FILE.html")
+    _storage(pl)
+    ls = ss.add_parser("list", help="list the studies in a storage")
+    ls.add_argument("--format", default="table", choices=["table", "json"])
+    _storage(ls)
+    d = ss.add_parser("delete", help="delete a study and its trials")
+    d.add_argument("name")
+    _storage(d)
+
+    can = sub.add_parser("canonize", help="canonization tools")
+    cs = can.add_subparsers(dest="action", required=True, parser_class=_Parser)
+    chk = cs.add_parser("check", help="canonize MODEL and verify that it computes the same function")
+    chk.add_argument("model", help="torchvision:NAME, module:PKG.MOD:CALLABLE or benchmark:NAME")
+    chk.add_argument("--input-size", type=int, default=None, help="square input side (default: 64 benchmark, 224)")
+    chk.add_argument("--tol", type=float, default=1e-5, help="largest relative logit difference allowed")
+    return parser
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from xaiopt.config import load_config
+    from xaiopt.errors import StudyError
+    from xaiopt.study import create_study, load_study, optimize
+
+    cfg = load_config(args.config)
+    name = args.name or cfg.name
+    try:
+        loaded = create_study(cfg, name=name, storage=args.storage)
+        print(f"created study {name!r} in {loaded.storage_url}", file=sys.stderr)
+    except StudyError:
+        if not args.resume:
+            raise
+        loaded = load_study(name, storage=args.storage)
+    optimize(name, storage=args.storage or loaded.storage_url, n_trials=args.n_trials, device=args.device,
+             progress=sys.stderr.isatty())
+    _print_pareto(name, args.storage or loaded.storage_url, "table")
+    if args.plot:
+        _plot(name, args.storage or loaded.storage_url, args.plot)
+    return 0
+
+
+def _print_pareto(name: str, storage: str | None, fmt: str) -> None:
+    from xaiopt.study import load_study, pareto_rows, render
+
+    loaded = load_study(name, storage=storage)
+    rows = pareto_rows(loaded)
+    directions = [d.name.lower() for d in loaded.study.directions]
+    print(render(rows, loaded.metric_names, directions, fmt))
+
+
+def _plot(name: str, storage: str | None, out: str) -> None:
+    from pathlib import Path
+
+    from xaiopt.errors import ConfigError
+    from xaiopt.report import write_pareto_html
+    from xaiopt.study import load_study
+
+    if not Path(out).resolve().parent.is_dir():
+        raise ConfigError(f"--out: directory {Path(out).parent} does not exist")
+    path = write_pareto_html(load_study(name, storage=storage), out)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _cmd_study(args: argparse.Namespace) -> int:
+    from xaiopt import study as st
+
+    if args.action == "create":
+        from xaiopt.config import load_config
+
+        cfg = load_config(args.config)
+        loaded = st.create_study(cfg, name=args.name, storage=args.storage, artifact_dir=args.artifacts)
+        print(f"created study {loaded.study.study_name!r} in {loaded.storage_url} "
+              f"(metrics: {', '.join(loaded.metric_names)})")
+    elif args.action == "optimize":
+        st.optimize(args.name, storage=args.storage, n_trials=args.n_trials, device=args.device,
+                    progress=not args.no_progress, timeout=args.timeout)
+        loaded = st.load_study(args.name, storage=args.storage)
+        counts: dict[str, int] = {}
+        for t in loaded.study.get_trials(deepcopy=False):
+            counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+        print(f"study {args.name!r}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), file=sys.stderr)
+    elif args.action == "pareto":
+        _print_pareto(args.name, args.storage, args.format)
+    elif args.action == "plot":
+        _plot(args.name, args.storage, args.out)
+    elif args.action == "list":
+        rows = st.list_studies(storage=args.storage)
+        if args.format == "json":
+            print(json.dumps(rows, indent=2))
+        elif not rows:
+            print("(no studies)")
+        else:
+            for r in rows:
+                trials = ", ".join(f"{v} {k.lower()}" for k, v in sorted(r["trials"].items())) or "no trials"
+                print(f"{r['name']}\t{trials}\tmetrics: {', '.join(r['metrics'] or [])}")
+    elif args.action == "delete":
+        st.delete_study(args.name, storage=args.storage)
+        print(f"deleted study {args.name!r}")
+    return 0
+
+
+def _cmd_canonize(args: argparse.Namespace) -> int:
+    import torch
+
+    from xaiopt.canonize import check
+    from xaiopt.zoo import load_model
+
+    model = load_model(args.model)
+    size = args.input_size or (64 if args.model.startswith("benchmark:") else 224)
+    example = torch.randn(2, 3, size, size)
+    report = check(model, example, tol=args.tol)
+    print(report)
+    return 0 if report.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
+    try:
+        if args.command == "run":
+            return _cmd_run(args)
+        if args.command == "study":
+            return _cmd_study(args)
+        if args.command == "canonize":
+            return _cmd_canonize(args)
+    except XaioptError as err:
+        print(f"xaiopt: error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("xaiopt: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

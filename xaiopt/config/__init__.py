@@ -1,0 +1,26 @@
+"""Study configuration: pydantic models of the study YAML and their loading."""
+
+from xaiopt.config.loader import config_to_dict, load_config, parse_config
+from xaiopt.config.schema import (
+    FIRST_LAYER_RULES,
+    GROUP_RULES,
+    RULES,
+    SAMPLERS,
+    Choices,
+    DataConfig,
+    ExplicitGroup,
+    MetricConfig,
+    ModelConfig,
+    Range,
+    RuleChoice,
+    RuntimeConfig,
+    SamplerConfig,
+    SpaceConfig,
+    StudyConfig,
+)
+
+__all__ = [
+    "FIRST_LAYER_RULES", "GROUP_RULES", "RULES", "SAMPLERS", "Choices", "DataConfig", "ExplicitGroup",
+    "MetricConfig", "ModelConfig", "Range", "RuleChoice", "RuntimeConfig", "SamplerConfig", "SpaceConfig",
+    "StudyConfig", "config_to_dict", "load_config", "parse_config",
+]

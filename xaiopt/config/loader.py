@@ -1,0 +1,106 @@
+"""Reading a study YAML file into a validated :class:`StudyConfig`, with one-line errors."""
+
+from __future__ import annotations
+
+import typing
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from xaiopt.config.schema import StudyConfig
+from xaiopt.errors import ConfigError
+
+
+_TAGGED_FIELDS = ("gamma", "epsilon", "layer_groups")
+
+
+def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model class that owns the field at ``loc`` (to list its valid keys)."""
+    current: Any = root
+    for part in loc:
+        if isinstance(part, int) or current is None:
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return None
+        field = current.model_fields.get(part)
+        if field is None:
+            return current
+        current = _first_model(field.annotation)
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _first_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _first_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """Turn pydantic's multi-line report into one line: the first problem, its field and what is valid."""
+    e = err.errors()[0]
+    # discriminated unions insert their tag after the field name; it is not a key the user wrote
+    raw = e["loc"]
+    loc = tuple(
+        p for i, p in enumerate(raw)
+        if not (p in ("choices", "range", "auto", "explicit") and i > 0 and raw[i - 1] in _TAGGED_FIELDS)
+    )
+    field = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[") or "(top level)"
+    if e["type"] == "extra_forbidden":
+        owner = _model_at(StudyConfig, loc[:-1])
+        valid = ", ".join(owner.model_fields) if owner else "see the documentation"
+        msg = f"unknown key {loc[-1]!r} (valid: {valid})"
+        field = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int)) or "(top level)"
+    else:
+        msg = e["msg"]
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        if "input" in e and e["type"] not in ("value_error", "assertion_error", "missing") and not isinstance(e["input"], (dict, list)):
+            msg = f"{msg}, got {e['input']!r}"
+    extra = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
+    return f"{source}: {field}: {msg}{extra}"
+
+
+def parse_config(data: Any, *, source: str = "config") -> StudyConfig:
+    """Validate a mapping (as loaded from YAML or JSON) into a :class:`StudyConfig`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys to values, got {type(data).__name__}")
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source)) from None
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study YAML file.
+
+    Example::
+
+        cfg = load_config("studies/quickstart.yaml")
+        cfg.space.rules   # ['epsilon', 'gamma', ...]
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such file (give the path of a study YAML file, e.g. studies/quickstart.yaml)")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not a UTF-8 text file") from None
+    return parse_config(data, source=str(p))
+
+
+def config_to_dict(cfg: StudyConfig) -> dict[str, Any]:
+    """JSON-compatible dict of a config (stored in the study's user attrs)."""
+    return cfg.model_dump(mode="json")

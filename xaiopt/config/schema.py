@@ -1,0 +1,393 @@
+"""Pydantic models of the study YAML.
+
+Every model forbids unknown keys, so a typo is an error that names the field instead of a
+setting silently ignored. Names that are fixed by the product (rules, first-layer rules,
+samplers, devices) are checked here; names that live in a registry elsewhere (metrics, models,
+datasets) are checked when the study is created, against that registry.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Tag, field_validator, model_validator
+
+RULES = ("epsilon", "gamma", "alpha2beta1", "alpha1beta0", "zplus", "flat", "wsquare", "zbox", "pass")
+GROUP_RULES = ("epsilon", "gamma", "alpha2beta1", "alpha1beta0", "zplus", "flat", "wsquare")
+FIRST_LAYER_RULES = ("zbox", "flat", "wsquare", "same")
+SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "grid", "qmc")
+PARAMETRISED_RULES = {"gamma": "gamma", "epsilon": "epsilon"}
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+_GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _one_of(value: str, valid: tuple[str, ...], what: str) -> str:
+    if value not in valid:
+        raise ValueError(f"unknown {what} {value!r} (valid: {', '.join(valid)})")
+    return value
+
+
+class Choices(_Strict):
+    """A categorical parameter: one of the listed values."""
+
+    choices: list[float]
+
+    @field_validator("choices")
+    @classmethod
+    def _non_empty(cls, v: list[float]) -> list[float]:
+        if not v:
+            raise ValueError("empty list; give at least one value")
+        if any(not math.isfinite(x) for x in v):
+            raise ValueError("values must be finite numbers")
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate values in {v}")
+        return v
+
+
+class Range(_Strict):
+    """A continuous parameter in [low, high], optionally sampled on a log scale."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Range":
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            raise ValueError("low and high must be finite")
+        if self.low > self.high:
+            raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0, got {self.low}")
+        return self
+
+
+def _coerce_param(v: Any) -> Any:
+    # a bare list is the common case: `gamma: [0, 0.25, 1]`
+    if isinstance(v, list):
+        return {"choices": v}
+    return v
+
+
+def _param_kind(v: Any) -> str:
+    if isinstance(v, (Choices, Range)):
+        return "choices" if isinstance(v, Choices) else "range"
+    if isinstance(v, dict) and "choices" not in v and ("low" in v or "high" in v):
+        return "range"
+    return "choices"
+
+
+# `{choices: [...]}` (or a bare list) or `{low, high, log}`; the keys decide which, so an error
+# speaks of the form the user meant instead of both.
+ParamSpace = Annotated[
+    Union[Annotated[Choices, Tag("choices")], Annotated[Range, Tag("range")]], Discriminator(_param_kind)
+]
+
+
+
+class RuleChoice(_Strict):
+    """Which rules a layer group may take, and the values of their parameters."""
+
+    rules: list[str] | None = None
+    gamma: ParamSpace | None = None
+    epsilon: ParamSpace | None = None
+
+    @field_validator("gamma", "epsilon", mode="before")
+    @classmethod
+    def _bare_list(cls, v: Any) -> Any:
+        return _coerce_param(v)
+
+    @field_validator("rules")
+    @classmethod
+    def _known_rules(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError(f"empty list; give at least one of {', '.join(GROUP_RULES)}")
+        for r in v:
+            _one_of(r, GROUP_RULES, "rule")
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate rules in {v}")
+        return v
+
+    @field_validator("gamma")
+    @classmethod
+    def _gamma_non_negative(cls, v: Any) -> Any:
+        lows = v.choices if isinstance(v, Choices) else [v.low] if v is not None else []
+        if any(x < 0 for x in lows):
+            raise ValueError("gamma must be >= 0")
+        return v
+
+    @field_validator("epsilon")
+    @classmethod
+    def _epsilon_positive(cls, v: Any) -> Any:
+        lows = v.choices if isinstance(v, Choices) else [v.low] if v is not None else []
+        if any(x <= 0 for x in lows):
+            raise ValueError("epsilon must be > 0")
+        return v
+
+
+class ExplicitGroup(_Strict):
+    """A named layer group: module names or shell-style globs (``features.1*``)."""
+
+    name: str
+    modules: list[str]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _GROUP_NAME.match(v):
+            raise ValueError(f"group name {v!r} must be an identifier (letters, digits, _ and -)")
+        return v
+
+    @field_validator("modules")
+    @classmethod
+    def _modules(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError("empty list; name at least one module or glob")
+        return v
+
+
+def _groups_kind(v: Any) -> str:
+    return "auto" if isinstance(v, int) and not isinstance(v, bool) else "explicit"
+
+
+GroupsSpace = Annotated[
+    Union[Annotated[int, Tag("auto")], Annotated[list[ExplicitGroup], Tag("explicit")]], Discriminator(_groups_kind)
+]
+
+
+class SpaceConfig(RuleChoice):
+    """The search space: canonization, first-layer rule, layer groups and their rules."""
+
+    canonize: list[bool] = [True, False]
+    first_layer: list[str] = ["zbox", "flat", "wsquare", "same"]
+    layer_groups: GroupsSpace = 3
+    rules: list[str] | None = ["epsilon", "gamma", "alpha2beta1", "alpha1beta0", "zplus", "flat"]
+    gamma: ParamSpace | None = Choices(choices=[0.0, 0.1, 0.25, 0.5, 1.0, 10.0])
+    epsilon: ParamSpace | None = Choices(choices=[1e-6, 1e-3, 1e-2, 1e-1, 1.0])
+    overrides: dict[str, RuleChoice] = {}
+
+    @field_validator("canonize")
+    @classmethod
+    def _canonize(cls, v: list[bool]) -> list[bool]:
+        if not v:
+            raise ValueError("empty list; give [true], [false] or [true, false]")
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate values in {v}")
+        return v
+
+    @field_validator("first_layer")
+    @classmethod
+    def _first_layer(cls, v: list[str]) -> list[str]:
+        if not v:
+            raise ValueError(f"empty list; give at least one of {', '.join(FIRST_LAYER_RULES)}")
+        for r in v:
+            _one_of(r, FIRST_LAYER_RULES, "first-layer rule")
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate rules in {v}")
+        return v
+
+    @field_validator("layer_groups")
+    @classmethod
+    def _groups(cls, v: int | list[ExplicitGroup]) -> int | list[ExplicitGroup]:
+        if isinstance(v, int):
+            if v < 1:
+                raise ValueError(f"the number of automatic conv groups must be >= 1, got {v}")
+            return v
+        if not v:
+            raise ValueError("empty list; give an integer (automatic groups) or named groups")
+        names = [g.name for g in v]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate group names in {names}")
+        return v
+
+    @model_validator(mode="after")
+    def _parameters_present(self) -> "SpaceConfig":
+        for where, choice in [("space", self)] + [(f"space.overrides.{k}", c) for k, c in self.overrides.items()]:
+            rules = choice.rules if choice.rules is not None else self.rules
+            for rule, param in PARAMETRISED_RULES.items():
+                if rules and rule in rules and getattr(choice, param) is None and getattr(self, param) is None:
+                    raise ValueError(f"{where}: rule {rule!r} is searched but no {param} values are given")
+        if self.rules is None:
+            raise ValueError("space.rules: give at least one rule")
+        return self
+
+    def group_names(self) -> list[str]:
+        """Names of the layer groups (automatic: conv1..convK and classifier)."""
+        if isinstance(self.layer_groups, int):
+            return [f"conv{i + 1}" for i in range(self.layer_groups)] + ["classifier"]
+        return [g.name for g in self.layer_groups]
+
+    @model_validator(mode="after")
+    def _overrides_name_groups(self) -> "SpaceConfig":
+        names = self.group_names()
+        for k in self.overrides:
+            if k not in names:
+                raise ValueError(f"overrides names unknown layer group {k!r} (groups: {', '.join(names)})")
+        return self
+
+
+class ModelConfig(_Strict):
+    """The model to explain: ``benchmark:vgg``, ``torchvision:resnet18``, ``module:pkg.mod:fn``."""
+
+    name: str = "benchmark:vgg"
+    weights: str | None = None
+    num_classes: int | None = None
+    cache_dir: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not re.match(r"^(benchmark:\w+|torchvision:\w+|module:[\w.]+:\w+)$", v):
+            raise ValueError(
+                f"model {v!r} is not of the form benchmark:NAME, torchvision:NAME or module:PKG.MOD:CALLABLE"
+            )
+        return v
+
+
+class DataConfig(_Strict):
+    """The evaluation batch: dataset name and how many samples every trial is scored on."""
+
+    name: str = "benchmark"
+    n_samples: int = 32
+    seed: int = 0
+    image_size: int | None = None
+
+    @field_validator("n_samples")
+    @classmethod
+    def _n(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"n_samples must be >= 1, got {v}")
+        return v
+
+
+class MetricConfig(_Strict):
+    """One entry of the metric vector: a registered metric or ``quantus:ClassName``, and its parameters."""
+
+    name: str
+    params: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @property
+    def label(self) -> str:
+        return self.name
+
+
+class SamplerConfig(_Strict):
+    """The Optuna sampler and its keyword arguments."""
+
+    name: str = "nsga2"
+    params: dict[str, Any] = {}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_name(cls, v: Any) -> Any:
+        return {"name": v} if isinstance(v, str) else v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _one_of(v, SAMPLERS, "sampler")
+
+
+class RuntimeConfig(_Strict):
+    """How a worker evaluates: memory budget per forward pass, heatmap artifacts."""
+
+    batch_budget: int = 256
+    heatmaps: int = 4
+    heartbeat_interval: int = 60
+
+    @field_validator("batch_budget")
+    @classmethod
+    def _budget(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"batch_budget must be >= 1, got {v}")
+        return v
+
+    @field_validator("heatmaps")
+    @classmethod
+    def _heatmaps(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"heatmaps must be >= 0, got {v}")
+        return v
+
+
+class StudyConfig(_Strict):
+    """A whole study: what to explain, what to search, how to score, where to store."""
+
+    name: str = "xaiopt-study"
+    n_trials: int | None = None
+    seed: int = 0
+    device: str = "auto"
+    storage: str | None = None
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    space: SpaceConfig = SpaceConfig()
+    metrics: list[MetricConfig] = [
+        MetricConfig(name=n)
+        for n in (
+            "sparseness",
+            "region_perturbation",
+            "relevance_rank_accuracy",
+            "relevance_mass_accuracy",
+            "avg_sensitivity",
+            "random_logit",
+        )
+    ]
+    sampler: SamplerConfig = SamplerConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not _DEVICE.match(v):
+            raise ValueError(f"unknown device {v!r} (valid: auto, cpu, cuda, cuda:N)")
+        return v
+
+    @field_validator("n_trials")
+    @classmethod
+    def _trials(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError(f"n_trials must be >= 1, got {v}")
+        return v
+
+    @field_validator("name")
+    @classmethod
+    def _study_name(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("study name must not be empty")
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v: list[MetricConfig]) -> list[MetricConfig]:
+        if not v:
+            raise ValueError("empty list; name at least one metric")
+        names = [m.name for m in v]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"metric named twice: {', '.join(dup)}")
+        return v
+
+    @model_validator(mode="after")
+    def _grid_needs_choices(self) -> "StudyConfig":
+        if self.sampler.name == "grid":
+            for where, c in [("space", self.space)] + [
+                (f"space.overrides.{k}", o) for k, o in self.space.overrides.items()
+            ]:
+                for p in ("gamma", "epsilon"):
+                    if isinstance(getattr(c, p), Range):
+                        raise ValueError(f"sampler 'grid' needs value lists: {where}.{p} is a range")
+        return self

@@ -1,0 +1,27 @@
+"""The one exception family a user's mistake raises.
+
+The CLI catches :class:`XaioptError`, prints its message as one line and exits with status 2.
+Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class XaioptError(Exception):
+    """A mistake the user can fix: the message names the field, the value and what is valid."""
+
+
+class ConfigError(XaioptError):
+    """The study configuration (YAML file or its values) is invalid."""
+
+
+class UnknownNameError(XaioptError):
+    """A name (rule, metric, sampler, model, dataset, ...) that no registry knows."""
+
+
+class StudyError(XaioptError):
+    """A study that exists when it must not, or does not when it must; storage that cannot be opened."""
+
+
+class TrialFailed(Exception):
+    """A trial cannot produce a valid metric vector (NaN/inf); it fails, the study goes on."""

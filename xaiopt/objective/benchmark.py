@@ -1,0 +1,120 @@
+"""The worker's per-process cache: model, canonized twin, evaluation batch and clean logits.
+
+Built once per (model, data, space groups, device) and kept on the device; every trial of every
+study with the same settings in this process reuses it. Canonization happens here, once, never
+per explain call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from xaiopt.canonize import canonize
+from xaiopt.config import StudyConfig
+from xaiopt.space import LayerGroups, resolve_groups
+from xaiopt.zoo import load_dataset, load_model
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Benchmark:
+    """Everything a trial needs that does not depend on the trial."""
+
+    model: nn.Module
+    twin: nn.Module | None
+    layers: LayerGroups
+    twin_layers: LayerGroups | None
+    x: Tensor
+    y: Tensor
+    masks: Tensor | None
+    low: Tensor
+    high: Tensor
+    logits: Tensor
+    device: torch.device
+    num_classes: int
+    canonization: Any = None
+    build_seconds: dict[str, float] = field(default_factory=dict)
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+    def model_for(self, canonized: bool) -> tuple[nn.Module, LayerGroups]:
+        if canonized:
+            if self.twin is None or self.twin_layers is None:
+                raise RuntimeError("this benchmark was built without a canonized twin")
+            return self.twin, self.twin_layers
+        return self.model, self.layers
+
+    @property
+    def accuracy(self) -> float:
+        return float((self.logits.argmax(1) == self.y).float().mean())
+
+
+def _freeze(model: nn.Module, device: torch.device) -> nn.Module:
+    model = model.eval().to(device)
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def build_benchmark(cfg: StudyConfig, device: torch.device) -> Benchmark:
+    """Load model and data, canonize (when the space asks for it), move all to ``device``."""
+    t0 = time.perf_counter()
+    model = load_model(cfg.model.name, cache_dir=cfg.model.cache_dir, num_classes=cfg.model.num_classes,
+                       weights=cfg.model.weights)
+    t_model = time.perf_counter()
+    data = load_dataset(cfg.data.name, n=cfg.data.n_samples, seed=cfg.data.seed, cache_dir=cfg.model.cache_dir,
+                        image_size=cfg.data.image_size)
+    t_data = time.perf_counter()
+    model = _freeze(model, device)
+    x = data.x.to(device)
+    y = data.y.to(device)
+    masks = data.masks.to(device) if data.masks is not None else None
+    low = data.low.view(1, -1, 1, 1).to(device)
+    high = data.high.view(1, -1, 1, 1).to(device)
+    layers = resolve_groups(model, x[:1], cfg.space.layer_groups)
+    twin = twin_layers = report = None
+    if True in cfg.space.canonize:
+        twin, report = canonize(model, x[:1])
+        twin = _freeze(twin, device)
+        twin_layers = resolve_groups(twin, x[:1], cfg.space.layer_groups)
+    t_canon = time.perf_counter()
+    with torch.no_grad():
+        logits = torch.cat([model(xc) for xc in x.split(cfg.runtime.batch_budget)])
+    bench = Benchmark(
+        model=model, twin=twin, layers=layers, twin_layers=twin_layers, x=x, y=y, masks=masks, low=low, high=high,
+        logits=logits, device=device, num_classes=data.num_classes, canonization=report,
+        build_seconds={"model": t_model - t0, "data": t_data - t_model, "canonize": t_canon - t_data,
+                       "total": time.perf_counter() - t0},
+    )
+    log.info("benchmark ready on %s in %.1fs (accuracy on the evaluation batch %.3f)", device,
+             bench.build_seconds["total"], bench.accuracy)
+    return bench
+
+
+_CACHE: dict[tuple[str, str], Benchmark] = {}
+
+
+def get_benchmark(cfg: StudyConfig, device: torch.device) -> Benchmark:
+    """The cached benchmark for this config's model/data/groups on ``device`` (built on first use)."""
+    key = (
+        json.dumps(
+            {
+                "model": cfg.model.model_dump(mode="json"),
+                "data": cfg.data.model_dump(mode="json"),
+                "groups": cfg.space.model_dump(mode="json")["layer_groups"],
+                "canonize": True in cfg.space.canonize,
+            },
+            sort_keys=True,
+        ),
+        str(device),
+    )
+    if key not in _CACHE:
+        _CACHE[key] = build_benchmark(cfg, device)
+    return _CACHE[key]

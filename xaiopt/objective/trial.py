@@ -1,0 +1,122 @@
+"""The per-trial evaluation: suggest -> explain -> metric vector."""
+
+from __future__ import annotations
+
+import logging
+import math
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from xaiopt.config import StudyConfig
+from xaiopt.errors import TrialFailed
+from xaiopt.metrics import MetricContext, get_metric
+from xaiopt.objective.benchmark import Benchmark, get_benchmark
+from xaiopt.objective.explain import explainer_for
+from xaiopt.objective.heatmaps import save_heatmap_grid
+from xaiopt.space import ExplainerSpec, SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+def metric_plan(cfg: StudyConfig) -> list[tuple[str, Any, dict[str, Any]]]:
+    """(name, MetricInfo, validated params) per configured metric; raises on unknown names/params."""
+    plan = []
+    for m in cfg.metrics:
+        info = get_metric(m.name)
+        plan.append((m.name, info, info.validate_params(m.params)))
+    return plan
+
+
+def metric_directions(cfg: StudyConfig) -> list[str]:
+    return [info.direction_for(params) for _, info, params in metric_plan(cfg)]
+
+
+class Objective:
+    """An Optuna objective for one study config; callable with a trial, returns the metric vector.
+
+    Example::
+
+        objective = Objective(cfg, device=torch.device("cpu"))
+        study.optimize(objective, n_trials=10, catch=(TrialFailed,))
+    """
+
+    def __init__(self, cfg: StudyConfig, *, device: torch.device,
+                 artifact_store: optuna.artifacts.FileSystemArtifactStore | None = None):
+        self.cfg = cfg
+        self.device = device
+        self.plan = metric_plan(cfg)
+        self.bench: Benchmark = get_benchmark(cfg, device)
+        self.space = SearchSpace(cfg.space, self.bench.layers, grid=cfg.sampler.name == "grid")
+        self.artifact_store = artifact_store
+
+    def evaluate(self, spec: ExplainerSpec) -> tuple[dict[str, float], dict[str, float], torch.Tensor]:
+        """Metric vector and timings of one explainer; raises :class:`TrialFailed` on NaN/inf."""
+        bench = self.bench
+        budget = self.cfg.runtime.batch_budget
+        model, layers = bench.model_for(spec.canonize)
+        seconds: dict[str, float] = {}
+        values: dict[str, float] = {}
+        with explainer_for(spec, model, layers, low=bench.low, high=bench.high, batch_budget=budget) as explain:
+            t = time.perf_counter()
+            attributions = explain(bench.x, bench.y)
+            seconds["attribution"] = time.perf_counter() - t
+            if not torch.isfinite(attributions).all():
+                bad = int((~torch.isfinite(attributions)).flatten(1).any(1).sum())
+                raise TrialFailed(f"attributions are NaN/inf for {bad} of {len(attributions)} samples")
+
+            def explain_with(other: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+                with explainer_for(spec, other, layers, low=bench.low, high=bench.high,
+                                   batch_budget=budget) as other_explain:
+                    return other_explain(x, targets)
+
+            ctx = MetricContext(
+                model=model, x=bench.x, y=bench.y, masks=bench.masks, logits=bench.logits,
+                attributions=attributions, explain=explain, seed=self.cfg.seed, cache=bench.cache,
+                batch_budget=budget, explain_with=explain_with,
+            )
+            # the metrics see the model the explainer is registered on (the twin for canonized
+            # specs): the same function, and mprt randomises the very layers the rules sit on
+            for name, info, params in self.plan:
+                t = time.perf_counter()
+                scores = info(ctx, **params)
+                seconds[f"metric:{name}"] = time.perf_counter() - t
+                finite = torch.isfinite(scores)
+                if not finite.all():
+                    raise TrialFailed(
+                        f"metric {name} is NaN/inf for {int((~finite).sum())} of {len(scores)} samples"
+                    )
+                values[name] = float(scores.double().mean())
+        return values, seconds, attributions
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        t0 = time.perf_counter()
+        spec = self.space.suggest(trial)
+        trial.set_user_attr("explainer", spec.to_dict())
+        trial.set_user_attr("explainer_text", spec.describe())
+        try:
+            values, seconds, attributions = self.evaluate(spec)
+        except TrialFailed as err:
+            trial.set_user_attr("fail_reason", str(err))
+            log.warning("trial %d failed: %s", trial.number, err)
+            raise
+        seconds["total"] = time.perf_counter() - t0
+        trial.set_user_attr("seconds", {k: round(v, 4) for k, v in seconds.items()})
+        trial.set_user_attr("device", str(self.device))
+        if self.artifact_store is not None and self.cfg.runtime.heatmaps > 0:
+            self._upload_heatmaps(trial, attributions[: self.cfg.runtime.heatmaps])
+        out = tuple(values[name] for name, _, _ in self.plan)
+        assert all(math.isfinite(v) for v in out)
+        return out
+
+    def _upload_heatmaps(self, trial: optuna.Trial, attributions: torch.Tensor) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = save_heatmap_grid(attributions, Path(tmp) / f"heatmaps-trial{trial.number}.png")
+            artifact_id = optuna.artifacts.upload_artifact(
+                artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial, mimetype="image/png"
+            )
+        trial.set_user_attr("heatmap_artifact", artifact_id)

@@ -1,0 +1,111 @@
+"""ExplainerSpec: one point of the search space, and the zennit composite it stands for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from zennit.core import Composite
+from zennit.layer import Sum
+from zennit.rules import Epsilon, Norm, Pass
+from zennit.types import Activation, AvgPool, BatchNorm
+
+from xaiopt.space.groups import LayerGroups, is_weighted
+from xaiopt.space.rules import get_rule
+
+# layers that no explicit group names keep the (nearly) conservative LRP-0 behaviour
+UNGROUPED_EPSILON = 1e-6
+
+
+@dataclass(frozen=True)
+class GroupRule:
+    """The rule of one layer group and its parameter value (None for parameter-free rules)."""
+
+    rule: str
+    value: float | None = None
+
+    def describe(self) -> str:
+        return self.rule if self.value is None else f"{self.rule}({self.value:g})"
+
+
+@dataclass(frozen=True)
+class ExplainerSpec:
+    """Canonize or not, the first layer's rule, and a rule per layer group.
+
+    Example::
+
+        spec = ExplainerSpec(canonize=True, first_layer="zbox",
+                             groups={"conv1": GroupRule("gamma", 0.25), "classifier": GroupRule("epsilon", 1e-6)})
+        composite = spec.to_composite(groups, low=data.low, high=data.high)
+    """
+
+    canonize: bool
+    first_layer: str
+    groups: dict[str, GroupRule] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "canonize": self.canonize,
+            "first_layer": self.first_layer,
+            "groups": {g: {"rule": r.rule, "value": r.value} for g, r in self.groups.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ExplainerSpec":
+        return cls(
+            canonize=bool(d["canonize"]),
+            first_layer=str(d["first_layer"]),
+            groups={g: GroupRule(r["rule"], r.get("value")) for g, r in d["groups"].items()},
+        )
+
+    def describe(self) -> str:
+        parts = [f"canonize={'yes' if self.canonize else 'no'}", f"first={self.first_layer}"]
+        parts += [f"{g}={r.describe()}" for g, r in self.groups.items()]
+        return " ".join(parts)
+
+    def layer_hooks(self, layers: LayerGroups, *, low: torch.Tensor | None, high: torch.Tensor | None) -> dict:
+        """Module name -> zennit hook for every grouped layer (the first layer's special rule included)."""
+        hooks = {}
+        for g, mods in layers.groups.items():
+            if not mods:
+                continue
+            choice = self.groups.get(g)
+            if choice is None:
+                raise KeyError(f"no rule chosen for layer group {g!r}")
+            rule = get_rule(choice.rule)
+            for m in mods:
+                hooks[m] = rule.hook(choice.value, low=low, high=high)
+        if self.first_layer != "same" and layers.first_layer is not None:
+            hooks[layers.first_layer] = get_rule(self.first_layer).hook(None, low=low, high=high)
+        return hooks
+
+    def to_composite(self, layers: LayerGroups, *, low: torch.Tensor | None = None,
+                     high: torch.Tensor | None = None) -> Composite:
+        """A zennit composite with this spec's rules on ``layers`` (canonization is the caller's: the
+        worker keeps a canonized twin, so no canonizer runs per explain call)."""
+        hooks = self.layer_hooks(layers, low=low, high=high)
+        return _SpecComposite(hooks)
+
+
+class _SpecComposite(Composite):
+    """Name-mapped rules for weighted layers; zennit's usual defaults for the rest."""
+
+    def __init__(self, hooks: dict):
+        self.hooks = hooks
+        self._pass = Pass()
+        self._norm = Norm()
+        self._ungrouped = Epsilon(epsilon=UNGROUPED_EPSILON)
+        super().__init__(module_map=self._map)
+
+    def _map(self, ctx, name, module):
+        hook = self.hooks.get(name)
+        if hook is not None:
+            return hook
+        if isinstance(module, (Activation, BatchNorm)):
+            return self._pass
+        if isinstance(module, (Sum, AvgPool)):
+            return self._norm
+        if is_weighted(module):
+            return self._ungrouped
+        return None

@@ -1,0 +1,183 @@
+"""Creating, loading, listing and deleting studies.
+
+A study is a plain Optuna study: the validated config is stored as a study user attr, so a
+worker needs only the storage URL and the study name, and ``optuna.load_study`` or
+optuna-dashboard open it unchanged.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+
+from xaiopt import __version__
+from xaiopt.config import StudyConfig, config_to_dict, parse_config
+from xaiopt.errors import ConfigError, StudyError
+from xaiopt.objective import get_benchmark, metric_directions, metric_plan
+from xaiopt.space import SearchSpace
+from xaiopt.study.samplers import check_sampler_params, make_sampler
+from xaiopt.study.storage import default_storage_url, is_sqlite, open_storage, sqlite_path
+
+CONFIG_ATTR = "xaiopt:config"
+VERSION_ATTR = "xaiopt:version"
+ARTIFACTS_ATTR = "xaiopt:artifact_dir"
+GROUPS_ATTR = "xaiopt:layer_groups"
+
+
+@dataclass
+class LoadedStudy:
+    """An Optuna study with its xaiopt config."""
+
+    study: optuna.Study
+    config: StudyConfig
+    storage_url: str
+
+    @property
+    def metric_names(self) -> list[str]:
+        return [m.name for m in self.config.metrics]
+
+    @property
+    def artifact_dir(self) -> Path:
+        return Path(self.study.user_attrs[ARTIFACTS_ATTR])
+
+
+def default_artifact_dir(storage_url: str, study_name: str) -> Path:
+    path = sqlite_path(storage_url)
+    base = path.parent if path is not None else Path.cwd()
+    return (base / "xaiopt-artifacts").resolve()
+
+
+def preflight(cfg: StudyConfig) -> dict[str, list[str]]:
+    """Check everything that can be checked before the first trial, on the CPU.
+
+    Metric names and parameters, masks for the metrics that need them, the sampler's arguments,
+    the layer groups against the real model. Returns the resolved layer groups.
+    """
+    plan = metric_plan(cfg)
+    check_sampler_params(cfg.sampler)
+    bench = get_benchmark(cfg, torch.device("cpu"))
+    if bench.masks is None:
+        for name, info, _ in plan:
+            if info.needs_masks:
+                raise ConfigError(
+                    f"metrics: {name} needs object masks, but dataset {cfg.data.name!r} has none "
+                    f"(drop it or use a dataset with masks)"
+                )
+    space = SearchSpace(cfg.space, bench.layers, grid=cfg.sampler.name == "grid")
+    make_sampler(cfg.sampler, space, seed=cfg.seed)
+    for name in cfg.space.overrides:
+        if name not in bench.layers.non_empty():
+            raise ConfigError(f"space.overrides: layer group {name!r} has no layers in model {cfg.model.name!r}")
+    return bench.layers.groups
+
+
+def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None = None,
+                 artifact_dir: str | Path | None = None) -> LoadedStudy:
+    """Validate ``cfg`` against the model and data, then create the study in ``storage``.
+
+    Example::
+
+        loaded = create_study(load_config("studies/quickstart.yaml"), storage="sqlite:///q.db")
+        loaded.study.metric_names    # ['sparseness', 'region_perturbation', ...]
+    """
+    name = name or cfg.name
+    url = storage or cfg.storage or default_storage_url()
+    path = sqlite_path(url)
+    # a SQLite file that is not there yet holds no study; it is only written once all checks pass
+    existed = path is None or path.exists()
+    if existed:
+        _refuse_existing(open_storage(url), name, url)
+    if cfg.name != name:
+        cfg = cfg.model_copy(update={"name": name})
+    groups = preflight(cfg)
+    directions = metric_directions(cfg)
+    rdb = open_storage(url)
+    try:
+        _refuse_existing(rdb, name, url)
+        study = optuna.create_study(storage=rdb, study_name=name, directions=directions)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([m.name for m in cfg.metrics])
+        study.set_user_attr(CONFIG_ATTR, config_to_dict(cfg))
+        study.set_user_attr(VERSION_ATTR, __version__)
+        study.set_user_attr(GROUPS_ATTR, groups)
+        art = Path(artifact_dir).resolve() if artifact_dir else default_artifact_dir(url, name)
+        study.set_user_attr(ARTIFACTS_ATTR, str(art))
+    except BaseException:
+        if not existed and path is not None:
+            rdb.engine.dispose()
+            path.unlink(missing_ok=True)
+        elif name in optuna.get_all_study_names(rdb) and not _has_config(rdb, name):
+            optuna.delete_study(study_name=name, storage=rdb)
+        raise
+    return LoadedStudy(study=study, config=cfg, storage_url=url)
+
+
+def _refuse_existing(rdb, name: str, url: str) -> None:
+    if name in optuna.get_all_study_names(rdb):
+        raise StudyError(
+            f"study {name!r} already exists in {_where(url)} (choose another --name, or `xaiopt study delete {name}`)"
+        )
+
+
+def _has_config(rdb, name: str) -> bool:
+    return CONFIG_ATTR in optuna.load_study(study_name=name, storage=rdb).user_attrs
+
+
+def load_study(name: str, *, storage: str | None = None, heartbeat: bool = False) -> LoadedStudy:
+    """Load an xaiopt study (its config included) by name."""
+    rdb = open_storage(storage, must_exist=True)
+    url = storage or rdb.url
+    names = optuna.get_all_study_names(rdb)
+    if name not in names:
+        valid = ", ".join(names) if names else "none: create one with `xaiopt study create CONFIG`"
+        raise StudyError(f"study {name!r} does not exist in {_where(url)} (studies there: {valid})")
+    if heartbeat and not is_sqlite(url):
+        rdb = open_storage(url, heartbeat_interval=_config_of(optuna.load_study(study_name=name, storage=rdb), name)
+                           .runtime.heartbeat_interval)
+    study = optuna.load_study(study_name=name, storage=rdb)
+    return LoadedStudy(study=study, config=_config_of(study, name), storage_url=url)
+
+
+def _config_of(study: optuna.Study, name: str) -> StudyConfig:
+    raw = study.user_attrs.get(CONFIG_ATTR)
+    if raw is None:
+        raise StudyError(f"study {name!r} was not created by xaiopt (it has no {CONFIG_ATTR!r} user attr)")
+    return parse_config(raw, source=f"study {name!r}")
+
+
+def list_studies(*, storage: str | None = None) -> list[dict[str, Any]]:
+    """One summary per study in the storage."""
+    rdb = open_storage(storage, must_exist=True)
+    out = []
+    for s in optuna.get_all_study_summaries(rdb, include_best_trial=False):
+        counts: dict[str, int] = {}
+        for t in optuna.load_study(study_name=s.study_name, storage=rdb).get_trials(deepcopy=False):
+            counts[t.state.name] = counts.get(t.state.name, 0) + 1
+        out.append({
+            "name": s.study_name,
+            "directions": [d.name.lower() for d in s.directions],
+            "metrics": s.user_attrs.get(CONFIG_ATTR, {}).get("metrics") and [
+                m["name"] for m in s.user_attrs[CONFIG_ATTR]["metrics"]
+            ],
+            "trials": counts,
+            "created": s.datetime_start.isoformat(timespec="seconds") if s.datetime_start else None,
+        })
+    return out
+
+
+def delete_study(name: str, *, storage: str | None = None) -> None:
+    rdb = open_storage(storage, must_exist=True)
+    if name not in optuna.get_all_study_names(rdb):
+        raise StudyError(f"study {name!r} does not exist in {_where(storage or rdb.url)}")
+    optuna.delete_study(study_name=name, storage=rdb)
+
+
+def _where(url: str) -> str:
+    path = sqlite_path(url)
+    return str(path) if path is not None else url.split("@")[-1]

@@ -1,0 +1,50 @@
+"""The evaluation batch handed from the zoo to the objective (see docs/contracts.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class EvalData:
+    """Evaluation samples in the model's input space.
+
+    Attributes:
+        x: (N, C, H, W) float32, already normalised.
+        y: (N,) int64 labels.
+        masks: (N, 1, H, W) bool, True on the object that decides the class; or None.
+        low: (C,) float32, lowest value a pixel may take in input space (for zbox).
+        high: (C,) float32, highest value.
+        num_classes: number of classes of the dataset.
+        class_names: one name per class, index = label.
+
+    Example:
+        >>> from xaiopt.zoo import load_dataset
+        >>> data = load_dataset("benchmark", n=8)
+        >>> len(data), data.class_names
+        (8, ('circle', 'square', 'triangle', 'plus'))
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    masks: torch.Tensor | None
+    low: torch.Tensor
+    high: torch.Tensor
+    num_classes: int
+    class_names: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        n, channels = self.x.shape[0], self.x.shape[1]
+        if self.y.shape != (n,):
+            raise ValueError(f"y must have shape ({n},), got {tuple(self.y.shape)}")
+        if self.masks is not None and self.masks.shape != (n, 1, *self.x.shape[2:]):
+            raise ValueError(f"masks must have shape ({n}, 1, H, W), got {tuple(self.masks.shape)}")
+        if self.low.shape != (channels,) or self.high.shape != (channels,):
+            raise ValueError(f"low and high must have shape ({channels},)")
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(f"class_names must have {self.num_classes} entries, got {len(self.class_names)}")
+
+    def __len__(self) -> int:
+        return int(self.x.shape[0])

@@ -1,0 +1,135 @@
+"""``load_model``: model names from a study config resolved to an eval-mode CPU ``nn.Module``.
+
+Names are ``<scheme>:<rest>``; each scheme is a small loader in a registry:
+
+- ``benchmark:vgg|resnet|densenet``: the embedded benchmark CNNs, trained on first use and cached
+  (``weights=None`` or ``"trained"``), or freshly initialised with a fixed seed (``"random"``).
+- ``torchvision:<name>``: :func:`torchvision.models.get_model`; random weights unless ``weights``
+  names torchvision weights (e.g. ``"DEFAULT"``; may download).
+- ``module:<pkg.mod>:<callable>``: imports ``pkg.mod`` and calls the callable, passing
+  ``num_classes`` and ``weights`` as keyword arguments when they are given.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+import os
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from xaiopt.errors import ConfigError, UnknownNameError
+from xaiopt.zoo import synthetic
+from xaiopt.zoo.benchmark_models import architecture_names, build_benchmark_model
+from xaiopt.zoo.cache import load_trained
+
+_Loader = Callable[[str, str | os.PathLike[str] | None, int | None, str | None], nn.Module]
+_SCHEMES: dict[str, _Loader] = {}
+_SCHEME_HELP = "benchmark:<vgg|resnet|densenet>, torchvision:<name>, module:<pkg.mod>:<callable>"
+
+
+def _scheme(name: str) -> Callable[[_Loader], _Loader]:
+    def decorate(loader: _Loader) -> _Loader:
+        _SCHEMES[name] = loader
+        return loader
+
+    return decorate
+
+
+def load_model(
+    name: str,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    num_classes: int | None = None,
+    weights: str | None = None,
+) -> nn.Module:
+    """Resolve a model name to an ``nn.Module`` in eval mode on the CPU.
+
+    Raises :class:`~xaiopt.errors.UnknownNameError` for an unknown scheme or model and
+    :class:`~xaiopt.errors.ConfigError` for options the model cannot take.
+
+    Example:
+        >>> from xaiopt.zoo import load_model
+        >>> model = load_model("benchmark:vgg")  # trains once (< 1 min), then loads from the cache
+        >>> model(torch.zeros(1, 3, 64, 64)).shape
+        torch.Size([1, 4])
+    """
+    scheme, _, rest = name.partition(":")
+    loader = _SCHEMES.get(scheme)
+    if loader is None or not rest:
+        raise UnknownNameError(f"model {name!r} is unknown; valid: {_SCHEME_HELP}")
+    return loader(rest, cache_dir, num_classes, weights).eval().cpu()
+
+
+@_scheme("benchmark")
+def _benchmark(
+    architecture: str, cache_dir: str | os.PathLike[str] | None, num_classes: int | None, weights: str | None
+) -> nn.Module:
+    if architecture not in architecture_names():
+        raise UnknownNameError(
+            f"model 'benchmark:{architecture}' is unknown; valid: "
+            + ", ".join(f"benchmark:{a}" for a in architecture_names())
+        )
+    if num_classes not in (None, synthetic.NUM_CLASSES):
+        raise ConfigError(
+            f"num_classes={num_classes} is invalid for 'benchmark:{architecture}'; valid: {synthetic.NUM_CLASSES} (or unset)"
+        )
+    if weights in (None, "trained"):
+        return load_trained(architecture, cache_dir=cache_dir)
+    if weights == "random":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return build_benchmark_model(architecture, synthetic.NUM_CLASSES)
+    raise ConfigError(f"weights={weights!r} is invalid for 'benchmark:{architecture}'; valid: 'trained' (default), 'random'")
+
+
+@_scheme("torchvision")
+def _torchvision(
+    model_name: str, cache_dir: str | os.PathLike[str] | None, num_classes: int | None, weights: str | None
+) -> nn.Module:
+    import torchvision
+
+    available = torchvision.models.list_models()
+    if model_name not in available:
+        close = difflib.get_close_matches(model_name, available, n=5)
+        hint = f"close: {', '.join(close)}" if close else "see torchvision.models.list_models()"
+        raise UnknownNameError(
+            f"model 'torchvision:{model_name}' is unknown; valid: one of {len(available)} torchvision models ({hint})"
+        )
+    kwargs: dict[str, object] = {"weights": weights}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    try:
+        return torchvision.models.get_model(model_name, **kwargs)
+    except (ValueError, KeyError) as error:
+        raise ConfigError(
+            f"model 'torchvision:{model_name}' with weights={weights!r}, num_classes={num_classes}: {error}"
+        ) from None
+
+
+@_scheme("module")
+def _module(
+    target: str, cache_dir: str | os.PathLike[str] | None, num_classes: int | None, weights: str | None
+) -> nn.Module:
+    module_name, _, attribute = target.partition(":")
+    label = f"module:{target}"
+    if not module_name or not attribute:
+        raise UnknownNameError(f"model {label!r} is malformed; valid: module:<pkg.mod>:<callable>")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ConfigError(f"model {label!r}: cannot import {module_name!r} ({error})") from None
+    factory = getattr(module, attribute, None)
+    if not callable(factory):
+        raise ConfigError(f"model {label!r}: {module_name!r} has no callable {attribute!r}")
+    kwargs: dict[str, object] = {}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if weights is not None:
+        kwargs["weights"] = weights
+    model = factory(**kwargs)
+    if not isinstance(model, nn.Module):
+        raise ConfigError(f"model {label!r}: the callable returned {type(model).__name__}, not a torch.nn.Module")
+    return model
