@@ -7,6 +7,8 @@ import math
 import torch
 from torch import Tensor
 
+from xaiopt.errors import ConfigError
+
 from .batching import class_scores, clean_scores, map_chunks
 from .context import MetricContext
 from .noise import generator
@@ -204,8 +206,6 @@ def faithfulness_correlation(
     flat_x = x.reshape(n, -1)
     n_features = flat_x.shape[1]
     if subset_size > n_features:
-        from xaiopt.errors import ConfigError
-
         raise ConfigError(
             f"metric 'faithfulness_correlation': parameter 'subset_size' = {subset_size} exceeds the "
             f"{n_features} input features; valid: 1..{n_features}"

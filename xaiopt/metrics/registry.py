@@ -127,7 +127,7 @@ class MetricInfo:
                 "use a dataset with masks or drop this metric"
             )
         scores = self.func(ctx, **checked)
-        return scores.reshape(-1).to(device=ctx.device, dtype=torch.float32)
+        return scores.detach().reshape(-1).to(device=ctx.device, dtype=torch.float32)
 
 
 _REGISTRY: dict[str, MetricInfo] = {}

@@ -81,7 +81,7 @@ def resolve_groups(
     first = order[0]
     if isinstance(spec, int):
         convs = [n for n in order if isinstance(modules[n], Convolution)]
-        linears = [n for n in order if isinstance(modules[n], Linear)]
+        linears = [n for n in order if isinstance(modules[n], nn.Linear)]
         if len(convs) < spec:
             raise ConfigError(
                 f"space.layer_groups: {spec} conv groups asked for, but the model has only {len(convs)} conv "

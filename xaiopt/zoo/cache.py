@@ -78,9 +78,12 @@ def load_trained(architecture: str, *, cache_dir: str | os.PathLike[str] | None 
         "train_seconds": round(result.train_seconds, 3),
         "torch_version": torch.__version__,
     }
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(weights_path, payload)
-    _write_atomic(sidecar_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+    try:
+        weights_path.parent.mkdir(parents=True, exist_ok=True)
+        _write_atomic(weights_path, payload)
+        _write_atomic(sidecar_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+    except OSError as error:  # an unwritable cache costs a retrain next time, not this run
+        warnings.warn(f"cannot write the benchmark model cache {weights_path} ({error})", stacklevel=2)
     return model
 
 
@@ -133,6 +136,7 @@ def _write_atomic(path: Path, payload: bytes) -> None:
             file.write(payload)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(temp_name, 0o644)  # mkstemp creates 0600; the cache may be shared between users
         os.replace(temp_name, path)
     except BaseException:
         with contextlib.suppress(OSError):

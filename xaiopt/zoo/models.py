@@ -129,7 +129,10 @@ def _module(
         kwargs["num_classes"] = num_classes
     if weights is not None:
         kwargs["weights"] = weights
-    model = factory(**kwargs)
+    try:
+        model = factory(**kwargs)
+    except TypeError as error:  # the callable does not take the arguments a config can give it
+        raise ConfigError(f"model {label!r}: calling {attribute}(**{kwargs}) failed ({error})") from None
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model {label!r}: the callable returned {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torchvision.models.resnet import BasicBlock
+
+from xaiopt.errors import ConfigError, UnknownNameError
+from xaiopt.zoo import load_dataset, load_model
+from xaiopt.zoo.cache import read_sidecar
+from xaiopt.zoo.training import TrainingRecipe, evaluate_accuracy, train_benchmark_model
+
+
+@pytest.mark.parametrize("architecture", ["vgg", "resnet", "densenet"])
+def test_benchmark_models_map_a_batch_to_four_logits(architecture: str) -> None:
+    model = load_model(f"benchmark:{architecture}", weights="random")
+    assert not model.training
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    with torch.no_grad():
+        logits = model(torch.randn(5, 3, 64, 64))
+    assert logits.shape == (5, 4)
+    assert torch.isfinite(logits).all()
+
+
+def test_layer_names_follow_torchvision() -> None:
+    vgg = load_model("benchmark:vgg", weights="random")
+    assert isinstance(vgg.features, nn.Sequential) and isinstance(vgg.classifier, nn.Sequential)
+    assert isinstance(vgg.classifier[-1], nn.Linear) and vgg.classifier[-1].out_features == 4
+    resnet = load_model("benchmark:resnet", weights="random")
+    blocks = [m for m in resnet.modules() if isinstance(m, BasicBlock)]
+    assert len(blocks) == 3 and blocks[1].downsample is not None  # zennit's ResNetCanonizer applies
+    densenet = load_model("benchmark:densenet", weights="random")
+    names = dict(densenet.named_modules())
+    for name in ["features.conv0", "features.denseblock1.denselayer1.norm1", "features.transition1.conv", "features.norm5"]:
+        assert name in names
+
+
+def test_random_weights_are_seeded_and_leave_the_global_rng_alone() -> None:
+    state = torch.random.get_rng_state()
+    a = load_model("benchmark:vgg", weights="random")
+    b = load_model("benchmark:vgg", weights="random")
+    assert torch.equal(torch.random.get_rng_state(), state)
+    for (name, pa), (_, pb) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert torch.equal(pa, pb), name
+
+
+def test_trained_vgg_reaches_95_percent_on_held_out_test_data(trained_vgg: nn.Module, zoo_cache_dir) -> None:
+    sidecar = read_sidecar("vgg", cache_dir=zoo_cache_dir)
+    assert sidecar is not None and sidecar["test_accuracy"] >= 0.95
+    assert not trained_vgg.training
+    # Independent of the recorded number: a fresh evaluation on other test seeds.
+    assert evaluate_accuracy(trained_vgg, n=512, seed=7) >= 0.95
+    data = load_dataset("benchmark", n=64, seed=0)
+    with torch.no_grad():
+        assert (trained_vgg(data.x).argmax(dim=1) == data.y).float().mean() >= 0.95
+
+
+def test_training_is_deterministic() -> None:
+    recipe = TrainingRecipe(steps=6, eval_samples=32)
+    first, result = train_benchmark_model("vgg", recipe=recipe)
+    second, _ = train_benchmark_model("vgg", recipe=recipe)
+    assert 0.0 <= result.test_accuracy <= 1.0
+    for (name, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), name
+
+
+def test_recipe_key_changes_with_the_recipe_and_architecture() -> None:
+    base = TrainingRecipe()
+    assert base.key("vgg") == TrainingRecipe().key("vgg")
+    assert base.key("vgg") != TrainingRecipe(steps=301).key("vgg")
+    assert base.key("vgg") != base.key("resnet")
+
+
+def test_torchvision_models_load_with_random_weights() -> None:
+    model = load_model("torchvision:resnet18", num_classes=3)
+    assert not model.training
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
+
+
+def test_module_callables_are_imported_and_called() -> None:
+    model = load_model("module:xaiopt.zoo.benchmark_models:BenchmarkVGG", num_classes=3)
+    assert not model.training
+    with torch.no_grad():
+        assert model(torch.zeros(2, 3, 64, 64)).shape == (2, 3)
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "fragment"),
+    [
+        ("benchmark:alexnet", UnknownNameError, "benchmark:vgg, benchmark:resnet, benchmark:densenet"),
+        ("resnet18", UnknownNameError, "torchvision:<name>"),
+        ("hub:resnet18", UnknownNameError, "module:<pkg.mod>:<callable>"),
+        ("torchvision:resnet19", UnknownNameError, "resnet18"),
+        ("module:no_such_pkg_xyz:build", ConfigError, "no_such_pkg_xyz"),
+        ("module:torch.nn:NoSuchLayer", ConfigError, "NoSuchLayer"),
+        ("module:torch", UnknownNameError, "module:<pkg.mod>:<callable>"),
+        ("module:builtins:dict", ConfigError, "not a torch.nn.Module"),
+        ("module:torch:zeros", ConfigError, "zeros"),
+    ],
+)
+def test_bad_model_names_raise_one_clear_line(name: str, error: type[Exception], fragment: str) -> None:
+    with pytest.raises(error) as info:
+        load_model(name)
+    message = str(info.value)
+    assert "\n" not in message and fragment in message
+
+
+def test_bad_benchmark_options_raise_config_errors() -> None:
+    with pytest.raises(ConfigError, match="num_classes=10"):
+        load_model("benchmark:vgg", num_classes=10)
+    with pytest.raises(ConfigError, match="'imagenet'"):
+        load_model("benchmark:vgg", weights="imagenet")

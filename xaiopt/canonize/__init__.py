@@ -1,0 +1,40 @@
+"""Function-preserving canonization of models for LRP.
+
+Public API::
+
+    twin, report = canonize(model, example_input)     # canonized deep copy + report
+    print(check(model, example_input))                # report only (merged pairs, rewrites, diffs)
+    verify_equivalence(model, twin, x)                 # largest abs/rel logit differences
+    GraphCanonizer()                                   # the zennit Canonizer, reversible with remove()
+    get_canonizer("resnet")                            # named presets
+
+See docs/canonization.md.
+"""
+
+from .api import canonize, check
+from .canonizer import GraphCanonizer, Merge, Rewrite, Skip
+from .layers import BiasMapConv1d, BiasMapConv2d, BiasMapConv3d, Concat, GateMul, Sum, ThreshReLU
+from .presets import canonizer_names, get_canonizer
+from .report import CanonizationReport
+from .verify import Equivalence, verify_equivalence
+
+__all__ = [
+    "BiasMapConv1d",
+    "BiasMapConv2d",
+    "BiasMapConv3d",
+    "CanonizationReport",
+    "Concat",
+    "Equivalence",
+    "GateMul",
+    "GraphCanonizer",
+    "Merge",
+    "Rewrite",
+    "Skip",
+    "Sum",
+    "ThreshReLU",
+    "canonize",
+    "canonizer_names",
+    "check",
+    "get_canonizer",
+    "verify_equivalence",
+]

@@ -1,0 +1,91 @@
+"""The seam the rest of xaiopt uses: ``canonize(model, example_input) -> (twin, report)``."""
+
+from __future__ import annotations
+
+import copy
+import time
+import warnings
+
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from .canonizer import Changes, GraphCanonizer
+from .report import CanonizationReport
+from .verify import verify_equivalence
+
+
+def _remaining_batch_norms(twin: nn.Module, instances: list[GraphCanonizer]) -> list[str]:
+    if not instances:
+        return [name for name, m in twin.named_modules() if isinstance(m, _BatchNorm)]
+    names = []
+    for instance in instances:
+        for node in instance.graph.nodes:
+            if node.op == "call_module" and isinstance(twin.get_submodule(node.target), _BatchNorm):
+                names.append(node.target)
+    return names
+
+
+def canonize(
+    model: nn.Module,
+    example_input: torch.Tensor | None = None,
+    *,
+    canonizer: GraphCanonizer | None = None,
+    verify: bool = True,
+    n_random: int = 2,
+    tol: float = 1e-5,
+) -> tuple[nn.Module, CanonizationReport]:
+    """A canonized deep copy of ``model`` in eval mode, and the report of what was done.
+
+    The model itself is not touched. Batch norms are merged into their linear neighbours, residual
+    additions, concatenations and squeeze-excitation gates become explicit modules. The twin is
+    checked against the model in float64 on ``example_input`` plus ``n_random`` random batches of
+    its shape; if the relative logit difference exceeds ``tol``, or the model cannot be traced, the
+    twin is an unchanged copy and a warning names why. Never a silently different function.
+
+    Example::
+
+        twin, report = canonize(model, x[:2])
+        print(report)
+    """
+    start = time.perf_counter()
+    canonizer = canonizer if canonizer is not None else GraphCanonizer()
+    name = type(model).__name__
+    twin = copy.deepcopy(model).eval()
+    try:
+        instances = canonizer.apply(twin)
+    except Exception as error:  # fx raises many types; the model must still run
+        reason = f"torch.fx cannot trace {name} ({type(error).__name__}: {str(error).splitlines()[0][:300]})"
+        warnings.warn(f"xaiopt.canonize: {reason}; the model is used uncanonized", stacklevel=2)
+        twin = copy.deepcopy(model).eval()
+        report = CanonizationReport(name, False, reason, remaining_batch_norms=_remaining_batch_norms(twin, []))
+        report.seconds = time.perf_counter() - start
+        return twin, report
+
+    changes = Changes()
+    for instance in instances:
+        changes.merges += instance.changes.merges
+        changes.rewrites += instance.changes.rewrites
+        changes.skipped += instance.changes.skipped
+    report = CanonizationReport(
+        name, True, None if instances else "model was already canonized",
+        changes.merges, changes.rewrites, changes.skipped, _remaining_batch_norms(twin, instances),
+    )
+    if verify:
+        try:
+            report.equivalence = verify_equivalence(model, twin, example_input, n_random=n_random, tol=tol)
+            failure = None if report.equivalence.ok else f"check failed: {report.equivalence}"
+        except Exception as error:
+            failure = f"check could not run ({type(error).__name__}: {error})"
+        if failure:
+            warnings.warn(f"xaiopt.canonize: {name} {failure}; the model is used uncanonized", stacklevel=2)
+            twin = copy.deepcopy(model).eval()
+            report.canonized, report.reason = False, failure
+            report.remaining_batch_norms = _remaining_batch_norms(twin, [])
+    report.seconds = time.perf_counter() - start
+    return twin, report
+
+
+def check(model: nn.Module, example_input: torch.Tensor | None = None, *, tol: float = 1e-5) -> CanonizationReport:
+    """Canonize a copy of ``model`` and return the report (``print(report)`` for the CLI)."""
+    return canonize(model, example_input, tol=tol)[1]

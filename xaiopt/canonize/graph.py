@@ -1,0 +1,191 @@
+"""Reading a model's dataflow with torch.fx: tracing, and small predicates over fx nodes."""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+from torch import fx, nn
+from torch.nn import functional as F
+from zennit.layer import Sum
+
+from .layers import Concat, GateMul, ThreshReLU
+
+_OUR_LEAVES = (Sum, Concat, GateMul, ThreshReLU)
+
+
+class CanonizationTracer(fx.Tracer):
+    """fx tracer that keeps torch.nn modules and the canonization layers as leaves."""
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return isinstance(module, _OUR_LEAVES) or super().is_leaf_module(module, qualified_name)
+
+
+def trace(root: nn.Module) -> fx.Graph:
+    """The dataflow graph of ``type(root).forward`` (raises whatever fx raises when it cannot trace)."""
+    return CanonizationTracer().trace(root)
+
+
+def module_of(root: nn.Module, node: fx.Node) -> nn.Module | None:
+    if node.op != "call_module":
+        return None
+    return root.get_submodule(node.target)
+
+
+def call_counts(graph: fx.Graph) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            counts[node.target] = counts.get(node.target, 0) + 1
+    return counts
+
+
+def owner_path(node: fx.Node) -> str:
+    """Qualified name of the module whose forward produced ``node`` ("" for the root)."""
+    stack = node.meta.get("nn_module_stack") or {}
+    paths = [key.split("@")[0] for key in stack]
+    if node.op == "call_module" and paths and paths[-1] == node.target:
+        paths = paths[:-1]
+    return paths[-1] if paths else ""
+
+
+def describe(node: fx.Node) -> str:
+    if node.op == "call_module":
+        return f"module '{node.target}'"
+    if node.op == "call_function":
+        return f"function {getattr(node.target, '__name__', node.target)}"
+    if node.op == "call_method":
+        return f"method .{node.target}()"
+    return f"{node.op} '{node.target}'"
+
+
+_RELU_FUNCTIONS = {torch.relu, torch.relu_, F.relu, F.relu_}
+_SIGMOID_FUNCTIONS = {torch.sigmoid, F.sigmoid, F.hardsigmoid, torch.sigmoid_}
+_ADD_FUNCTIONS = {operator.add, torch.add, operator.iadd}
+_MUL_FUNCTIONS = {operator.mul, torch.mul, operator.imul}
+_CAT_FUNCTIONS = {torch.cat, torch.concat, torch.concatenate}
+_SIZE_METHODS = {"size", "dim", "numel", "__len__", "tolist", "item", "stride"}
+
+
+def is_relu(root: nn.Module, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return type(module_of(root, node)) is nn.ReLU
+    if node.op == "call_function":
+        return node.target in _RELU_FUNCTIONS
+    return node.op == "call_method" and node.target in ("relu", "relu_")
+
+
+def is_gate_activation(root: nn.Module, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return isinstance(module_of(root, node), (nn.Sigmoid, nn.Hardsigmoid))
+    if node.op == "call_function":
+        return node.target in _SIGMOID_FUNCTIONS
+    return node.op == "call_method" and node.target in ("sigmoid", "sigmoid_")
+
+
+def binary_operands(node: fx.Node, functions: set, methods: tuple[str, ...]) -> tuple[fx.Node, fx.Node] | None:
+    """The two node operands of ``a <op> b`` when ``node`` is that op with no extra arguments."""
+    if node.op == "call_function" and node.target in functions:
+        pass
+    elif node.op == "call_method" and node.target in methods:
+        pass
+    else:
+        return None
+    if len(node.args) != 2 or node.kwargs:
+        return None
+    a, b = node.args
+    if isinstance(a, fx.Node) and isinstance(b, fx.Node):
+        return a, b
+    return None
+
+
+def add_operands(node: fx.Node) -> tuple[fx.Node, fx.Node] | None:
+    return binary_operands(node, _ADD_FUNCTIONS, ("add", "__add__"))
+
+
+def mul_operands(node: fx.Node) -> tuple[fx.Node, fx.Node] | None:
+    return binary_operands(node, _MUL_FUNCTIONS, ("mul", "__mul__"))
+
+
+def cat_operands(node: fx.Node) -> tuple[list[fx.Node], int] | None:
+    if node.op != "call_function" or node.target not in _CAT_FUNCTIONS:
+        return None
+    tensors = node.args[0] if node.args else node.kwargs.get("tensors")
+    dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+    if not isinstance(tensors, (list, tuple)) or not isinstance(dim, int):
+        return None
+    if not all(isinstance(t, fx.Node) for t in tensors):
+        return None
+    return list(tensors), dim
+
+
+class TensorFlow:
+    """Which nodes carry tensors computed from the input (as opposed to sizes or constants)."""
+
+    def __init__(self, graph: fx.Graph) -> None:
+        self.tensor: dict[fx.Node, bool] = {}
+        self.from_input: dict[fx.Node, bool] = {}
+        for node in graph.nodes:
+            inputs = node.all_input_nodes
+            if node.op == "placeholder":
+                self.tensor[node], self.from_input[node] = True, True
+                continue
+            self.from_input[node] = any(self.from_input[n] for n in inputs)
+            if node.op in ("get_attr", "call_module"):
+                self.tensor[node] = True
+            elif node.op == "call_method" and node.target in _SIZE_METHODS:
+                self.tensor[node] = False
+            elif node.op == "call_function" and node.target in (getattr, len):
+                self.tensor[node] = False
+            elif node.op == "call_function" and node.target is operator.getitem:
+                self.tensor[node] = self.tensor.get(node.args[0], False)
+            else:
+                self.tensor[node] = any(self.tensor[n] for n in inputs)
+
+    def is_signal(self, node: fx.Node) -> bool:
+        """A tensor that depends on the model input."""
+        return self.tensor.get(node, False) and self.from_input.get(node, False)
+
+
+def passthrough_kind(root: nn.Module, node: fx.Node, source: fx.Node) -> str | None:
+    """How ``node`` maps a per-channel affine input onward, if it commutes with one.
+
+    Returns ``"pool"`` (an average: commutes with any per-channel affine map), ``"flatten"``
+    (flatten(1): channel-major features) or ``"identity"``; None when it does not commute.
+    """
+    if node.op == "call_module":
+        module = module_of(root, node)
+        if len(node.args) != 1 or node.kwargs:
+            return None
+        if isinstance(module, (nn.Identity,)) or (isinstance(module, nn.modules.dropout._DropoutNd) and not module.training):
+            return "identity"
+        if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)):
+            return "pool"
+        if isinstance(module, (nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)):
+            padding = module.padding if isinstance(module.padding, tuple) else (module.padding,)
+            zero_pad = all(p == 0 for p in padding)
+            divisor = getattr(module, "divisor_override", None)
+            if divisor is None and (zero_pad or not module.count_include_pad):
+                return "pool"
+            return None
+        if isinstance(module, nn.Flatten) and module.start_dim == 1 and module.end_dim == -1:
+            return "flatten"
+        return None
+    if node.op == "call_function":
+        if not node.args or node.args[0] is not source:
+            return None
+        if node.target in (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d):
+            return "pool"
+        if node.target is torch.flatten:
+            start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+            end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+            return "flatten" if (start, end) == (1, -1) else None
+        if node.target is F.dropout:
+            training = node.args[2] if len(node.args) > 2 else node.kwargs.get("training", True)
+            return "identity" if training is False else None
+        return None
+    if node.op == "call_method" and node.target == "flatten" and node.args and node.args[0] is source:
+        start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
+        end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
+        return "flatten" if (start, end) == (1, -1) else None
+    return None
