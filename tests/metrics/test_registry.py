@@ -1,13 +1,10 @@
-import math
-
 import pytest
-import quantus
 import torch
 
 from xaiopt.errors import ConfigError, UnknownNameError
 from xaiopt.metrics import MetricInfo, get_metric, metric_names
 
-from .conftest import PER_SAMPLE, assert_close, make_ctx, numpy_batch
+from .conftest import PER_SAMPLE, assert_close, make_ctx
 
 EXPECTED = {
     "sparseness": ("complexity", "maximize", False),

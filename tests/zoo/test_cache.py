@@ -105,10 +105,11 @@ def test_a_crash_while_writing_leaves_no_file_that_looks_valid(tiny_recipe, monk
     def crash(src, dst):  # noqa: ANN001 - stands in for os.replace
         raise _Crash
 
+    real_replace = os.replace
     monkeypatch.setattr(cache.os, "replace", crash)
     with pytest.raises(_Crash):
         load_model("benchmark:vgg", cache_dir=tmp_path)
-    monkeypatch.setattr(cache.os, "replace", os.replace)
+    monkeypatch.setattr(cache.os, "replace", real_replace)
     assert list(tmp_path.iterdir()) == []  # no final file, temporary file removed
     load_model("benchmark:vgg", cache_dir=tmp_path)
     _check_valid_entry(tmp_path)
