@@ -66,11 +66,16 @@ ARCHITECTURES = {
     "mnasnet0_5": (partial(tm.mnasnet0_5, num_classes=10), 32, {"residual_sum": 10}),
     "googlenet": (partial(tm.googlenet, num_classes=10, aux_logits=False, init_weights=False), 32, {"concat": 9}),
     "inception_v3": (
-        partial(tm.inception_v3, num_classes=10, aux_logits=False, init_weights=False), 75, {"concat": 13}
+        partial(tm.inception_v3, num_classes=10, aux_logits=False, init_weights=False), 75, {"concat": 15}
     ),
 }
 
 
+EXTRA = {"vgg16_bn": vgg16_bn, "resnet50": partial(tm.resnet50, num_classes=10)}
+
+
 def build(name: str, seed: int = 0) -> nn.Module:
     torch.manual_seed(seed)
+    if name in EXTRA:
+        return EXTRA[name]()
     return ARCHITECTURES[name][0]()

@@ -1,7 +1,13 @@
-"""Shared fixtures: one temporary cache per test session, so the benchmark VGG trains only once."""
+"""Shared fixtures: one cache per test session, so the benchmark VGG trains at most once.
+
+The cache is a session temporary directory, or ``$XAIOPT_CACHE_DIR`` when set (so a CI job or a
+developer can keep the trained model between runs). Tests that damage a cache use their own
+``tmp_path``.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +18,8 @@ from xaiopt.zoo import load_model
 
 @pytest.fixture(scope="session")
 def zoo_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("xaiopt-cache")
+    from_env = os.environ.get("XAIOPT_CACHE_DIR")
+    return Path(from_env) if from_env else tmp_path_factory.mktemp("xaiopt-cache")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,23 @@
+"""Session-wide fixtures: one model cache per test session, so the benchmark CNN trains once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from xaiopt.zoo import CACHE_ENV_VAR
+
+
+@pytest.fixture(scope="session", autouse=True)
+def xaiopt_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Every test (and every CLI subprocess) of this session uses one fresh cache directory."""
+    path = tmp_path_factory.mktemp("xaiopt-cache")
+    old = os.environ.get(CACHE_ENV_VAR)
+    os.environ[CACHE_ENV_VAR] = str(path)
+    yield path
+    if old is None:
+        os.environ.pop(CACHE_ENV_VAR, None)
+    else:
+        os.environ[CACHE_ENV_VAR] = old
