@@ -48,15 +48,7 @@ def test_canonized_model_conserves_relevance(name):
 
 def _modules_on_path(twin):
     """Modules the canonized forward actually calls."""
-    from xaiopt.canonize.graph import trace
-
     called = []
-    original_forward = twin.__dict__.pop("forward")
-    try:
-        graph = trace(twin)  # traces type(twin).forward: the uncanonized path, for contrast
-    finally:
-        twin.forward = original_forward
-    del graph
     handles = [m.register_forward_hook(lambda m, i, o: called.append(m)) for m in twin.modules()]
     with torch.no_grad():
         twin(make_input((1, 3, 32, 32)))
