@@ -200,7 +200,7 @@ def test_untraceable_model_runs_uncanonized_with_a_warning():
     x = make_input((1, 3, 6, 6))
     with pytest.warns(UserWarning, match="cannot trace Untraceable"):
         twin, report = canonize(model, x)
-    assert not report.canonized and "TraceError" in report.reason
+    assert not report.canonized and "TraceError" in report.reason and "uncanonized" in report.reason
     assert report.remaining_batch_norms == ["bn"]
     assert torch.equal(twin(x), model(x))
 
@@ -279,3 +279,68 @@ def test_presets_by_name():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         canonize(model, make_input((1, 4, 6, 6)))
+
+
+class _UntraceableWrapper(nn.Module):
+    """Data-dependent control flow at the top; traceable blocks inside."""
+
+    def __init__(self):
+        super().__init__()
+        self.block = Gated()
+        self.features = nn.Sequential(nn.Conv2d(4, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU())
+        self.stray = Untraceable()
+
+    def forward(self, x):
+        y = self.features(self.block(x))
+        if y.mean() > 100:
+            y = y * 2
+        return y.mean((2, 3)) + self.stray(x[:, :3]).mean()
+
+
+def test_untraceable_model_canonizes_its_traceable_submodules():
+    model = _model(_UntraceableWrapper)
+    x = make_input((2, 4, 6, 6))
+    with pytest.warns(UserWarning, match="canonized its traceable submodules only"):
+        twin, report = canonize(model, x)
+    assert report.canonized
+    assert {(m.batch_norm, m.layers) for m in report.merges} == {
+        ("block.bn", ("block.conv",)),
+        ("features.1", ("features.0",)),
+    }
+    assert {s.target for s in report.skipped} == {"", "stray"}
+    assert report.remaining_batch_norms == ["stray.bn"]
+    assert report.max_rel_diff < 1e-12
+    assert isinstance(twin.block.canonizer_sum, Sum)
+
+
+class OtherLayers(nn.Module):
+    """BN after a transposed conv and after a Linear; BN1d before a padded Conv1d and a Linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.up = nn.ConvTranspose2d(3, 4, 2, stride=2)
+        self.bn_up = nn.BatchNorm2d(4)
+        self.bn_seq = nn.BatchNorm1d(4)
+        self.conv1d = nn.Conv1d(4, 5, 3, padding=2, bias=False)
+        self.fc = nn.Linear(5, 6)
+        self.bn_fc = nn.BatchNorm1d(6)
+        self.bn_in = nn.BatchNorm1d(6)
+        self.out = nn.Linear(6, 2)
+
+    def forward(self, x):
+        x = torch.tanh(self.bn_up(self.up(x))).flatten(2)  # (N, 4, L)
+        x = self.conv1d(self.bn_seq(x)).amax(2)
+        x = torch.tanh(self.bn_fc(self.fc(x)))
+        return self.out(self.bn_in(x))
+
+
+def test_transposed_conv_linear_and_1d_layers():
+    model = _model(OtherLayers)
+    twin, report = canonize(model, make_input((2, 3, 3, 4)))
+    assert {(m.batch_norm, m.layers, m.kind) for m in report.merges} == {
+        ("bn_up", ("up",), "after"),
+        ("bn_seq", ("conv1d",), "before_bias_map"),
+        ("bn_fc", ("fc",), "after"),
+        ("bn_in", ("out",), "before"),
+    }
+    assert report.max_rel_diff < 1e-12

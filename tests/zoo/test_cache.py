@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -25,8 +26,6 @@ def tiny_recipe(monkeypatch: pytest.MonkeyPatch) -> TrainingRecipe:
 def _check_valid_entry(cache_dir: Path) -> None:
     weights, sidecar_path = entry_paths("vgg", cache_dir)
     sidecar = json.loads(sidecar_path.read_text())
-    import hashlib
-
     assert hashlib.sha256(weights.read_bytes()).hexdigest() == sidecar["sha256"]
     assert sidecar["recipe_key"] == _TINY.key("vgg")
     assert not [p for p in cache_dir.iterdir() if p.name.endswith(".tmp")]
@@ -61,7 +60,9 @@ def test_environment_variable_selects_the_cache(tiny_recipe, monkeypatch, tmp_pa
     assert entry_paths("vgg", tmp_path / "from-env")[0].is_file()
 
 
-@pytest.mark.parametrize("damage", ["garbage", "truncated", "truncated_with_matching_checksum", "no_sidecar", "bad_sidecar"])
+@pytest.mark.parametrize(
+    "damage", ["garbage", "truncated", "truncated_with_matching_checksum", "no_sidecar", "bad_sidecar"]
+)
 def test_corrupt_cache_is_detected_warned_about_and_rebuilt(tiny_recipe, tmp_path: Path, damage: str) -> None:
     original = load_model("benchmark:vgg", cache_dir=tmp_path)
     weights, sidecar_path = entry_paths("vgg", tmp_path)
@@ -71,8 +72,6 @@ def test_corrupt_cache_is_detected_warned_about_and_rebuilt(tiny_recipe, tmp_pat
     elif damage == "truncated":
         weights.write_bytes(payload[: len(payload) // 2])
     elif damage == "truncated_with_matching_checksum":
-        import hashlib
-
         weights.write_bytes(payload[: len(payload) // 2])
         sidecar = json.loads(sidecar_path.read_text())
         sidecar["sha256"] = hashlib.sha256(payload[: len(payload) // 2]).hexdigest()

@@ -16,13 +16,18 @@ from .verify import verify_equivalence
 
 
 def _remaining_batch_norms(twin: nn.Module, instances: list[GraphCanonizer]) -> list[str]:
-    if not instances:
-        return [name for name, m in twin.named_modules() if isinstance(m, _BatchNorm)]
-    names = []
-    for instance in instances:
+    """Batch norms the twin still computes (those outside every canonized graph count as computed)."""
+    traced = [i for i in instances if i.graph is not None]
+    covered, names = set(), []
+    for instance in traced:
+        module_ids = {id(m) for m in instance.root.modules()}
+        covered |= module_ids
         for node in instance.graph.nodes:
-            if node.op == "call_module" and isinstance(twin.get_submodule(node.target), _BatchNorm):
-                names.append(node.target)
+            if node.op == "call_module" and isinstance(instance.root.get_submodule(node.target), _BatchNorm):
+                names.append(f"{instance.prefix}.{node.target}" if instance.prefix else node.target)
+    for name, module in twin.named_modules():
+        if isinstance(module, _BatchNorm) and id(module) not in covered:
+            names.append(name)
     return names
 
 
@@ -54,8 +59,8 @@ def canonize(
     twin = copy.deepcopy(model).eval()
     try:
         instances = canonizer.apply(twin)
-    except Exception as error:  # fx raises many types; the model must still run
-        reason = f"torch.fx cannot trace {name} ({type(error).__name__}: {str(error).splitlines()[0][:300]})"
+    except Exception as error:  # a rewrite that failed has been undone; the model must still run
+        reason = f"canonization of {name} failed ({type(error).__name__}: {str(error).strip()[:300]})"
         warnings.warn(f"xaiopt.canonize: {reason}; the model is used uncanonized", stacklevel=2)
         twin = copy.deepcopy(model).eval()
         report = CanonizationReport(name, False, reason, remaining_batch_norms=_remaining_batch_norms(twin, []))
@@ -67,8 +72,16 @@ def canonize(
         changes.merges += instance.changes.merges
         changes.rewrites += instance.changes.rewrites
         changes.skipped += instance.changes.skipped
+    canonized = any(i.graph is not None for i in instances)
+    untraced = [s for s in changes.skipped if s.reason.startswith("torch.fx cannot trace")]
+    reason = None if instances else "model was already canonized"
+    if untraced:
+        where = ", ".join(s.target or "<model>" for s in untraced)
+        done = "canonized its traceable submodules only" if canonized else "the model is used uncanonized"
+        reason = f"{untraced[0].reason}; {done} (not traced: {where})"
+        warnings.warn(f"xaiopt.canonize: {reason}", stacklevel=2)
     report = CanonizationReport(
-        name, True, None if instances else "model was already canonized",
+        name, canonized or not instances, reason,
         changes.merges, changes.rewrites, changes.skipped, _remaining_batch_norms(twin, instances),
     )
     if verify:

@@ -65,6 +65,24 @@ class Changes:
     rewrites: list[Rewrite] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
 
+    def prefixed(self, prefix: str) -> "Changes":
+        """The same changes with module names qualified from the model root."""
+        if not prefix:
+            return self
+
+        def q(name: str) -> str:
+            return f"{prefix}.{name}" if name else prefix
+
+        return Changes(
+            [Merge(q(m.batch_norm), tuple(q(n) for n in m.layers), m.kind) for m in self.merges],
+            [Rewrite(r.kind, q(r.module), r.detail) for r in self.rewrites],
+            [Skip(q(s.target), s.reason) for s in self.skipped],
+        )
+
+
+class TraceFailure(Exception):
+    """torch.fx could not trace a module's forward."""
+
 
 _OPTIONS = ("merge_after", "merge_before", "thresh_relu", "residual_sum", "concat", "se_gate")
 
@@ -84,8 +102,10 @@ class GraphCanonizer(Canonizer):
         with composite.context(model) as modified:
             ...
 
-    ``apply`` raises whatever torch.fx raises for a model it cannot trace; use
-    :func:`xaiopt.canonize.canonize` for a version that falls back with a warning.
+    When ``type(model).forward`` cannot be traced, the canonizer records why (a ``Skip`` whose
+    reason starts with ``torch.fx cannot trace``) and canonizes each child module on its own
+    instead, recursively: what is traceable is canonized, the rest runs unchanged.
+    :func:`xaiopt.canonize.canonize` turns that record into a warning.
     """
 
     def __init__(self, **options: bool) -> None:
@@ -97,24 +117,47 @@ class GraphCanonizer(Canonizer):
         self.log = EditLog()
         self.changes = Changes()
         self.graph: fx.Graph | None = None
+        self.prefix = ""
 
     def copy(self) -> "GraphCanonizer":
         return self.__class__(**self.options)
 
     def apply(self, root_module: nn.Module) -> list["GraphCanonizer"]:
-        if getattr(root_module, MARKER, False):
+        return self._apply(root_module, "")
+
+    def _apply(self, module: nn.Module, prefix: str) -> list["GraphCanonizer"]:
+        if getattr(module, MARKER, False):
             return []  # already canonized: type(model).forward would no longer describe it
         instance = self.copy()
-        instance.register(root_module)
-        return [instance]
+        try:
+            instance.register(module, prefix)
+            return [instance]
+        except TraceFailure as failure:
+            instance.root, instance.prefix = module, prefix
+            instance.changes.skipped.append(Skip(prefix, str(failure)))
+            instances = [instance]  # holds only the record; its remove() does nothing
+            for name, child in module.named_children():
+                if next(child.children(), None) is not None:  # leaves have nothing to merge inside
+                    instances += self._apply(child, f"{prefix}.{name}" if prefix else name)
+            return instances
 
-    def register(self, root_module: nn.Module) -> None:
+    def register(self, root_module: nn.Module, prefix: str = "") -> None:
         self.root = root_module
+        self.prefix = prefix
         before = set(root_module.__dict__)
-        graph = g.trace(root_module)
+        try:
+            graph = g.trace(root_module)
+        except Exception as error:  # fx raises many types
+            for name in set(root_module.__dict__) - before:
+                delattr(root_module, name)
+            first_line = (str(error).strip().splitlines() or [""])[0][:300]
+            raise TraceFailure(
+                f"torch.fx cannot trace {type(root_module).__name__} ({type(error).__name__}: {first_line})"
+            ) from error
         try:
             self._adopt_trace_constants(before)
             _Rewriter(root_module, graph, self.options, self.log, self.changes).run()
+            self.changes = self.changes.prefixed(prefix)
             graph.lint()
             self.graph = graph
             module = fx.GraphModule(root_module, graph)

@@ -53,7 +53,7 @@ class CanonizationReport:
         lines.append(f"  rewrites ({len(self.rewrites)}):")
         lines += [f"    {r.kind}: {r.module}  {r.detail}".rstrip() for r in self.rewrites]
         lines.append(f"  left alone ({len(self.skipped)}):")
-        lines += [f"    {s.target}: {s.reason}" for s in self.skipped]
+        lines += [f"    {s.target or '<model>'}: {s.reason}" for s in self.skipped]
         if self.remaining_batch_norms:
             lines.append(f"  batch norms still computed: {', '.join(self.remaining_batch_norms)}")
         if self.equivalence is not None:

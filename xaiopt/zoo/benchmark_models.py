@@ -15,6 +15,7 @@ find familiar structure:
 Every non-linearity is a module (no functional ReLU in ``forward``), so hooks see all of them.
 
 Example:
+    >>> import torch
     >>> from xaiopt.zoo.benchmark_models import build_benchmark_model
     >>> model = build_benchmark_model("vgg")
     >>> model(torch.zeros(2, 3, 64, 64)).shape

@@ -35,7 +35,9 @@ def load_imagefolder(path: str | Path, *, n: int, seed: int = 0, image_size: int
     label = f"imagefolder:{path}"
     root = Path(path).expanduser()
     if not root.is_dir():
-        raise ConfigError(f"dataset {label!r}: {str(root)!r} is not a directory; expected a folder with one sub-folder per class")
+        raise ConfigError(
+            f"dataset {label!r}: {str(root)!r} is not a directory; expected a folder with one sub-folder per class"
+        )
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     files_by_class = [
         sorted(f for f in (root / c).rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
@@ -61,7 +63,8 @@ def load_imagefolder(path: str | Path, *, n: int, seed: int = 0, image_size: int
             mask_file = mask_root / file.relative_to(root).with_suffix(".png")
             if not mask_file.is_file():
                 raise ConfigError(
-                    f"dataset {label!r}: mask {str(mask_file)!r} is missing; every image needs a mask in {str(mask_root)!r}"
+                    f"dataset {label!r}: mask {str(mask_file)!r} is missing; "
+                    f"every image needs a mask in {str(mask_root)!r}"
                 )
             masks.append(_load_mask(mask_file, image_size, label, original_size))
 
@@ -80,7 +83,9 @@ def load_imagefolder(path: str | Path, *, n: int, seed: int = 0, image_size: int
 
 def _select_balanced(files_by_class: list[list[Path]], *, n: int, seed: int) -> list[tuple[Path, int]]:
     generator = torch.Generator().manual_seed(seed)
-    shuffled = [[files[i] for i in torch.randperm(len(files), generator=generator).tolist()] for files in files_by_class]
+    shuffled = [
+        [files[i] for i in torch.randperm(len(files), generator=generator).tolist()] for files in files_by_class
+    ]
     selected: list[tuple[Path, int]] = []
     rank = 0
     while len(selected) < n:

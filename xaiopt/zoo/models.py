@@ -74,7 +74,8 @@ def _benchmark(
         )
     if num_classes not in (None, synthetic.NUM_CLASSES):
         raise ConfigError(
-            f"num_classes={num_classes} is invalid for 'benchmark:{architecture}'; valid: {synthetic.NUM_CLASSES} (or unset)"
+            f"num_classes={num_classes} is invalid for 'benchmark:{architecture}'; "
+            f"valid: {synthetic.NUM_CLASSES} (or unset)"
         )
     if weights in (None, "trained"):
         return load_trained(architecture, cache_dir=cache_dir)
@@ -82,7 +83,9 @@ def _benchmark(
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             return build_benchmark_model(architecture, synthetic.NUM_CLASSES)
-    raise ConfigError(f"weights={weights!r} is invalid for 'benchmark:{architecture}'; valid: 'trained' (default), 'random'")
+    raise ConfigError(
+        f"weights={weights!r} is invalid for 'benchmark:{architecture}'; valid: 'trained' (default), 'random'"
+    )
 
 
 @_scheme("torchvision")
