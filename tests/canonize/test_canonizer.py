@@ -258,6 +258,7 @@ def test_verify_equivalence_detects_a_changed_function():
         other.conv.weight[0, 0, 0, 0] += 1.0
     result = verify_equivalence(model, other, input_shape=(2, 4, 6, 6), n_random=2)
     assert not result.ok and result.max_abs > 1e-3 and result.n_inputs == 2
+    assert "FAILED" in str(result)
     same = verify_equivalence(model, copy.deepcopy(model), make_input((1, 4, 6, 6)))
     assert same.ok and same.max_abs == 0.0 and math.isfinite(same.max_rel)
 
@@ -344,3 +345,24 @@ def test_transposed_conv_linear_and_1d_layers():
         ("bn_in", ("out",), "before"),
     }
     assert report.max_rel_diff < 1e-12
+
+
+def test_failed_check_falls_back_to_the_unchanged_model(monkeypatch):
+    import xaiopt.canonize.affine as affine
+
+    real = affine.batch_norm_affine
+
+    def wrong(bn):
+        scale, shift = real(bn)
+        return scale, shift + 1.0
+
+    monkeypatch.setattr("xaiopt.canonize.canonizer.batch_norm_affine", wrong)
+    model = _model(Gated)
+    x = make_input((1, 4, 6, 6))
+    with pytest.warns(UserWarning, match="check failed"):
+        twin, report = canonize(model, x)
+    assert not report.ok and not report.canonized
+    assert report.remaining_batch_norms == ["bn"]
+    assert torch.equal(twin(x), model(x))
+    monkeypatch.undo()
+    assert check(_model(Gated), x).ok

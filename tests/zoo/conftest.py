@@ -1,8 +1,8 @@
 """Shared fixtures: one cache per test session, so the benchmark VGG trains at most once.
 
-The cache is a session temporary directory, or ``$XAIOPT_CACHE_DIR`` when set (so a CI job or a
-developer can keep the trained model between runs). Tests that damage a cache use their own
-``tmp_path``.
+The cache is ``$XAIOPT_CACHE_DIR`` when set (tests/conftest.py points it at one fresh directory per
+session, shared with the other packages' tests), else a session temporary directory. Tests that
+damage a cache use their own ``tmp_path``.
 """
 
 from __future__ import annotations

@@ -36,6 +36,14 @@ class CanonizationReport:
     def max_rel_diff(self) -> float | None:
         return None if self.equivalence is None else self.equivalence.max_rel
 
+    @property
+    def ok(self) -> bool:
+        """False when the check found a changed function or could not run (the twin is then an
+        unchanged copy); True otherwise, including a model used uncanonized because untraceable."""
+        if self.equivalence is not None and not self.equivalence.ok:
+            return False
+        return not (self.reason or "").startswith("check could not run")
+
     def counts(self) -> dict[str, int]:
         """Number of merges per kind and rewrites per kind, e.g. ``{'merge:after': 53, 'residual_sum': 16}``."""
         result = Counter(f"merge:{m.kind}" for m in self.merges)

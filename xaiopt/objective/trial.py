@@ -115,7 +115,9 @@ class Objective:
 
     def _upload_heatmaps(self, trial: optuna.Trial, attributions: torch.Tensor) -> None:
         with tempfile.TemporaryDirectory() as tmp:
-            path = save_heatmap_grid(attributions, Path(tmp) / f"heatmaps-trial{trial.number}.png")
+            k = len(attributions)
+            path = save_heatmap_grid(attributions, Path(tmp) / f"heatmaps-trial{trial.number}.png",
+                                     images=self.bench.x[:k], low=self.bench.low, high=self.bench.high)
             artifact_id = optuna.artifacts.upload_artifact(
                 artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial, mimetype="image/png"
             )

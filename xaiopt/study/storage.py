@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
+import socket
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
@@ -71,7 +76,7 @@ def open_storage(url: str | None, *, heartbeat_interval: int | None = None, must
                          f"for PostgreSQL: pip install 'xaiopt[postgres]')") from None
     except (SQLAlchemyError, ValueError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StudyError(f"storage: cannot open {_redact(url)}: {first}") from None
+        raise StudyError(f"storage: cannot open {_redact(url)}: {scrub(first, url)}") from None
 
 
 def _redact(url: str) -> str:
@@ -79,3 +84,57 @@ def _redact(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except ArgumentError:
         return url
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` with the password of ``url`` (and the URL itself) masked, for messages and logs."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return text
+    text = text.replace(url, _redact(url))
+    if parsed.password:
+        text = text.replace(str(parsed.password), "***")
+    return text
+
+
+def worker_lock_path(url: str) -> Path | None:
+    path = sqlite_path(url)
+    return None if path is None else path.with_name(path.name + ".worker-lock")
+
+
+@contextmanager
+def sqlite_worker_lock(url: str) -> Iterator[None]:
+    """Hold the one-worker lock of a SQLite file, or refuse with a line that says to use PostgreSQL.
+
+    SQLite serialises every write behind one file lock: several workers (each writing trials,
+    heartbeats, artifacts metadata) would stall on "database is locked" and, on a network file
+    system, can corrupt the file. The lock is an ``flock`` on ``FILE.db.worker-lock``: the kernel
+    drops it when the holder dies, even by SIGKILL, so a dead worker never blocks the next one.
+    """
+    lock = worker_lock_path(url)
+    if lock is None:  # in-memory: private to this process anyway
+        yield
+        return
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+                raise
+            holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
+            raise StudyError(
+                f"storage: {sqlite_path(url)} is already used by a worker (pid {holder}); SQLite takes one "
+                f"worker per file: to run several workers, use PostgreSQL "
+                f"(--storage postgresql+psycopg://USER@HOST/DB, see docs/scaling.md)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} on {socket.gethostname()}".encode(), 0)
+        try:
+            yield
+        finally:
+            os.ftruncate(fd, 0)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)

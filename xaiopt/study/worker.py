@@ -1,0 +1,295 @@
+"""Stateless workers: load a study by name, run its trials until the shared budget is spent.
+
+Any number of workers (processes, machines) may share one study in PostgreSQL. Everything a
+worker needs is in the study: the config (``xaiopt:config``), the artifact directory, the
+budget. Three rules keep the study exact:
+
+* **The budget is a total.** A trial counts against it unless it is a stale original that was
+  re-queued (its number is in some trial's ``retry_history``) or was itself refused as over
+  budget. Before asking for a trial a worker checks the count, including RUNNING and WAITING
+  trials, so normally nothing is wasted. Several workers can pass that check at once, so each
+  trial also checks its *rank*: it runs only if fewer than ``n_trials`` counting trials have a
+  smaller trial id (ids are allocated by the database, so every worker agrees on the order). The
+  rank is checked again when the trial ends, which closes the window in which a smaller id was
+  allocated but not yet committed. A trial that loses is pruned with user attr
+  ``xaiopt:over_budget`` and does not count.
+* **Nothing is lost.** With PostgreSQL, trials send heartbeats; a trial whose worker died is
+  failed as stale and re-queued as a WAITING trial (Optuna's retry callback) that the next
+  worker picks up. A worker interrupted by Ctrl-C or SIGTERM re-queues its trial the same way.
+  With SQLite (one worker, see :func:`xaiopt.study.storage.sqlite_worker_lock`), RUNNING trials
+  found at start are orphans of a dead worker and are re-queued.
+* **Workers differ.** Each ``xaiopt worker`` salts its sampler seed with its host and pid, so
+  workers started together do not propose the same points.
+
+Example::
+
+    run_worker("quickstart", storage="postgresql+psycopg://xaiopt@db/xaiopt", until_done=True)
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import warnings
+import zlib
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Sequence
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from xaiopt.errors import ConfigError, TrialFailed
+from xaiopt.objective import Objective, resolve_device
+from xaiopt.study.manage import LoadedStudy, load_study
+from xaiopt.study.samplers import make_sampler
+from xaiopt.study.storage import _redact, is_sqlite, sqlite_worker_lock
+
+log = logging.getLogger(__name__)
+
+OVER_BUDGET_ATTR = "xaiopt:over_budget"
+WORKER_ATTR = "worker"
+MAX_RETRY = 3
+
+
+@dataclass(frozen=True)
+class BudgetStatus:
+    """How a study stands against its budget (stale originals and over-budget trials left out)."""
+
+    complete: int
+    failed: int
+    pruned: int
+    running: int
+    waiting: int
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.failed + self.pruned
+
+    @property
+    def used(self) -> int:
+        return self.finished + self.running + self.waiting
+
+
+def _superseded(trials: Sequence[FrozenTrial]) -> set[int]:
+    """Numbers of stale trials that were re-queued: their retry carries their budget slot."""
+    out: set[int] = set()
+    for t in trials:
+        out.update(t.system_attrs.get("retry_history", ()))
+    return out
+
+
+def _counts(t: FrozenTrial, superseded: set[int]) -> bool:
+    if t.state == TrialState.FAIL and t.number in superseded:
+        return False
+    if t.state == TrialState.PRUNED and t.user_attrs.get(OVER_BUDGET_ATTR):
+        return False
+    return True
+
+
+def budget_status(study: optuna.Study) -> BudgetStatus:
+    trials = study.get_trials(deepcopy=False)
+    sup = _superseded(trials)
+    n = {s: 0 for s in TrialState}
+    for t in trials:
+        if _counts(t, sup):
+            n[t.state] += 1
+    return BudgetStatus(complete=n[TrialState.COMPLETE], failed=n[TrialState.FAIL], pruned=n[TrialState.PRUNED],
+                        running=n[TrialState.RUNNING], waiting=n[TrialState.WAITING])
+
+
+def _rank(study: optuna.Study, trial_id: int) -> int:
+    """How many counting trials were created before this one."""
+    trials = study.get_trials(deepcopy=False)
+    sup = _superseded(trials)
+    return sum(1 for t in trials if t._trial_id < trial_id and _counts(t, sup))
+
+
+class BudgetedObjective:
+    """Wraps an :class:`Objective`: a trial beyond the study's budget is pruned, not run or kept."""
+
+    def __init__(self, objective: Objective, study: optuna.Study, budget: int | None, worker_id: str):
+        self.objective = objective
+        self.study = study
+        self.budget = budget
+        self.worker_id = worker_id
+        self.current: int | None = None
+        self.over_budget = False
+
+    def _check(self, trial: optuna.Trial, when: str) -> None:
+        if self.budget is None:
+            return
+        rank = _rank(self.study, trial._trial_id)
+        if rank >= self.budget:
+            self.over_budget = True
+            trial.set_user_attr(OVER_BUDGET_ATTR, True)
+            log.info("trial %d is over the budget of %d trials (%s); not kept", trial.number, self.budget, when)
+            raise optuna.TrialPruned(f"over the study's budget of {self.budget} trials")
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
+        self.current = trial._trial_id
+        self.over_budget = False
+        self._check(trial, "at start")
+        trial.set_user_attr(WORKER_ATTR, self.worker_id)
+        values = self.objective(trial)
+        self._check(trial, "at end")
+        return values
+
+
+def _requeue(study: optuna.Study, trial_id: int) -> None:
+    """Put a trial that this worker could not finish back in the queue (as a heartbeat retry would)."""
+    storage = study._storage
+    trial = storage.get_trial(trial_id)
+    if trial.state == TrialState.RUNNING:
+        try:
+            storage.set_trial_state_values(trial_id, state=TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            return
+        trial = storage.get_trial(trial_id)
+    if trial.state == TrialState.FAIL and not trial.user_attrs.get(OVER_BUDGET_ATTR):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, trial)
+        log.warning("trial %d interrupted; re-queued", trial.number)
+
+
+def _requeue_orphans(study: optuna.Study) -> int:
+    """SQLite has no heartbeats: with the worker lock held, every RUNNING trial is an orphan."""
+    orphans = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+    for t in orphans:
+        _requeue(study, t._trial_id)
+    return len(orphans)
+
+
+def _fail_stale(study: optuna.Study) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    # `docker stop` sends SIGTERM: turn it into KeyboardInterrupt so the running trial is re-queued
+    try:
+        old = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
+@dataclass
+class WorkerResult:
+    loaded: LoadedStudy
+    ran: int
+    status: BudgetStatus
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def run_worker(
+    name: str,
+    *,
+    storage: str | None = None,
+    n_trials: int | None = None,
+    until_done: bool = False,
+    device: str | None = None,
+    progress: bool = False,
+    timeout: float | None = None,
+    salt_seed: bool = True,
+    poll_seconds: float | None = None,
+) -> WorkerResult:
+    """Run trials of study ``name`` in this process until the study's budget is spent.
+
+    ``n_trials`` caps how many trials this worker runs (without a study budget it is required).
+    ``until_done`` (the default when there is a budget and no ``n_trials``): when all remaining
+    budget is held by other workers' running trials, wait for them (they may die and come back
+    as re-queued trials) instead of leaving.
+
+    Example::
+
+        run_worker("quickstart", storage="postgresql+psycopg://xaiopt@db/xaiopt", device="cuda:1")
+    """
+    loaded = load_study(name, storage=storage, heartbeat=True)
+    cfg = loaded.config
+    url = loaded.storage_url
+    budget = cfg.n_trials
+    if n_trials is None and budget is None:
+        raise ConfigError("n_trials: give --n-trials K (the study's config sets no n_trials budget)")
+    if n_trials is not None and n_trials < 1:
+        raise ConfigError(f"--n-trials must be >= 1, got {n_trials}")
+    wait = budget is not None and (until_done or n_trials is None)
+    study = loaded.study
+    heartbeat = cfg.runtime.heartbeat_interval
+    poll = poll_seconds if poll_seconds is not None else max(0.5, min(5.0, heartbeat / 2))
+    worker_id = _worker_id()
+    with ExitStack() as stack:
+        if is_sqlite(url):
+            stack.enter_context(sqlite_worker_lock(url))
+            n = _requeue_orphans(study)
+            if n:
+                log.warning("re-queued %d trial(s) left RUNNING by a worker that died", n)
+        dev = resolve_device(device or cfg.device)
+        art_dir = loaded.artifact_dir
+        art_dir.mkdir(parents=True, exist_ok=True)
+        objective = Objective(cfg, device=dev, artifact_store=FileSystemArtifactStore(str(art_dir)))
+        status = budget_status(study)
+        seed = cfg.seed + status.finished
+        if salt_seed:
+            seed += zlib.crc32(worker_id.encode()) % 1_000_003
+        study.sampler = make_sampler(cfg.sampler, objective.space, seed=seed)
+        budgeted = BudgetedObjective(objective, study, budget, worker_id)
+        stack.enter_context(_sigterm_as_interrupt())
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            total = budget if budget is not None else n_trials
+            bar = stack.enter_context(tqdm(total=total, initial=status.finished if budget is not None else 0,
+                                           desc=name, unit="trial", file=sys.stderr, leave=False))
+        log.info("worker %s joins study %s in %s on %s", worker_id, name, _redact(url), dev)
+        t0 = time.monotonic()
+        ran = 0
+        while True:
+            if timeout is not None and time.monotonic() - t0 >= timeout:
+                break
+            if n_trials is not None and ran >= n_trials:
+                break
+            if budget is not None:
+                if not is_sqlite(url):
+                    _fail_stale(study)
+                status = budget_status(study)
+                if status.finished >= budget:
+                    break
+                if status.used >= budget and status.waiting == 0:
+                    if not wait:
+                        break
+                    time.sleep(poll)
+                    continue
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    study.optimize(budgeted, n_trials=1, catch=(TrialFailed,), gc_after_trial=False)
+            except KeyboardInterrupt:
+                if budgeted.current is not None:
+                    _requeue(study, budgeted.current)
+                raise
+            finally:
+                budgeted.current = None
+            if not budgeted.over_budget:
+                ran += 1
+                if bar is not None:
+                    bar.update(1)
+        status = budget_status(study)
+    return WorkerResult(loaded=loaded, ran=ran, status=status)
