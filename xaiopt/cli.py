@@ -43,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--name")
     _storage(c)
     c.add_argument("--artifacts", metavar="DIR", help="where heatmap artifacts go (default: beside the SQLite file)")
+    c.add_argument("--n-trials", type=int, help="the study's total trial budget, shared by all workers "
+                   "(overrides the config's n_trials)")
+    c.add_argument("--baseline", action="append", default=[], metavar="NAME",
+                   help="enqueue a named baseline explainer once (epsilon_plus, epsilon_plus_flat, alpha2beta1, "
+                        "epsilon_gamma_box; NAME:canonized or NAME:plain for one variant); repeatable")
     o = ss.add_parser("optimize", help="run trials of a study in this process")
     o.add_argument("name")
     o.add_argument("--n-trials", type=int)
@@ -65,6 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("name")
     _storage(d)
 
+    w = sub.add_parser("worker", help="join a study as a stateless worker and run its trials")
+    _storage(w)
+    w.add_argument("--study", required=True, metavar="NAME")
+    w.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
+    wn = w.add_mutually_exclusive_group()
+    wn.add_argument("--n-trials", type=int, metavar="K", help="run at most K trials here")
+    wn.add_argument("--until-done", action="store_true",
+                    help="stay until the study's budget is complete, waiting for other workers' trials "
+                         "(the default when the study has a budget)")
+    w.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    w.add_argument("--no-progress", action="store_true")
+
+    dash = sub.add_parser("dashboard", help="serve optuna-dashboard on a storage, with the heatmap artifacts")
+    _storage(dash)
+    dash.add_argument("--host", help="interface to bind (default: the TOML's, 127.0.0.1)")
+    dash.add_argument("--port", type=int, help="port (default: the TOML's, 8080)")
+    dash.add_argument("--config", metavar="FILE.toml",
+                      help="optuna-dashboard TOML settings (default: dashboards/optuna-dashboard.toml)")
+
     can = sub.add_parser("canonize", help="canonization tools")
     cs = can.add_subparsers(dest="action", required=True, parser_class=_Parser)
     chk = cs.add_parser("check", help="canonize MODEL and verify that it computes the same function")
@@ -83,7 +107,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     name = args.name or cfg.name
     try:
         loaded = create_study(cfg, name=name, storage=args.storage)
-        print(f"created study {name!r} in {loaded.storage_url}", file=sys.stderr)
+        print(f"created study {name!r} in {_redact(loaded.storage_url)}", file=sys.stderr)
     except StudyError:
         if not args.resume:
             raise
@@ -125,9 +149,14 @@ def _cmd_study(args: argparse.Namespace) -> int:
         from xaiopt.config import load_config
 
         cfg = load_config(args.config)
-        loaded = st.create_study(cfg, name=args.name, storage=args.storage, artifact_dir=args.artifacts)
-        print(f"created study {loaded.study.study_name!r} in {loaded.storage_url} "
-              f"(metrics: {', '.join(loaded.metric_names)})")
+        loaded = st.create_study(cfg, name=args.name, storage=args.storage, artifact_dir=args.artifacts,
+                                 n_trials=args.n_trials, baselines=args.baseline)
+        queued = [t.user_attrs["baseline"] for t in loaded.study.get_trials(deepcopy=False)
+                  if "baseline" in t.user_attrs]
+        budget = f", budget {loaded.config.n_trials} trials" if loaded.config.n_trials else ""
+        extra = f", baselines: {', '.join(queued)}" if queued else ""
+        print(f"created study {loaded.study.study_name!r} in {_redact(loaded.storage_url)} "
+              f"(metrics: {', '.join(loaded.metric_names)}{budget}{extra})")
     elif args.action == "optimize":
         st.optimize(args.name, storage=args.storage, n_trials=args.n_trials, device=args.device,
                     progress=not args.no_progress, timeout=args.timeout)
@@ -156,6 +185,33 @@ def _cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    from xaiopt.study.worker import run_worker
+
+    result = run_worker(args.study, storage=args.storage, n_trials=args.n_trials, until_done=args.until_done,
+                        device=args.device, progress=not args.no_progress and sys.stderr.isatty(),
+                        timeout=args.timeout)
+    s = result.status
+    budget = result.loaded.config.n_trials
+    print(f"worker done: {result.ran} trial(s) here; study {args.study!r}: {s.complete} complete, {s.failed} failed, "
+          f"{s.running} running, {s.waiting} waiting" + (f" of a budget of {budget}" if budget else ""),
+          file=sys.stderr)
+    return 0
+
+
+def _cmd_dashboard(args: argparse.Namespace) -> int:
+    from xaiopt.report.dashboard import serve
+
+    serve(args.storage, host=args.host, port=args.port, config=args.config)
+    return 0
+
+
+def _redact(url: str) -> str:
+    from xaiopt.study.storage import _redact as redact
+
+    return redact(url)
+
+
 def _cmd_canonize(args: argparse.Namespace) -> int:
     import torch
 
@@ -168,6 +224,13 @@ def _cmd_canonize(args: argparse.Namespace) -> int:
     report = check(model, example, tol=args.tol)
     print(report)
     return 0 if report.ok else 1
+
+
+def _scrub(text: str, args: argparse.Namespace) -> str:
+    # belt and braces: whatever raised, a storage password never reaches the terminal
+    from xaiopt.study.storage import default_storage_url, scrub
+
+    return scrub(text, getattr(args, "storage", None) or default_storage_url())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -187,8 +250,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_study(args)
         if args.command == "canonize":
             return _cmd_canonize(args)
+        if args.command == "worker":
+            return _cmd_worker(args)
+        if args.command == "dashboard":
+            return _cmd_dashboard(args)
     except XaioptError as err:
-        print(f"xaiopt: error: {err}", file=sys.stderr)
+        print(f"xaiopt: error: {_scrub(str(err), args)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("xaiopt: interrupted", file=sys.stderr)

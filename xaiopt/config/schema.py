@@ -309,6 +309,13 @@ class RuntimeConfig(_Strict):
     heatmaps: int = 4
     heartbeat_interval: int = 60
 
+    @field_validator("heartbeat_interval")
+    @classmethod
+    def _heartbeat(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"heartbeat_interval must be >= 1 second, got {v}")
+        return v
+
     @field_validator("batch_budget")
     @classmethod
     def _budget(cls, v: int) -> int:
@@ -348,6 +355,8 @@ class StudyConfig(_Strict):
     ]
     sampler: SamplerConfig = SamplerConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    # named baseline explainers enqueued once when the study is created (xaiopt/study/baselines.py)
+    baselines: list[str] = []
 
     @field_validator("device")
     @classmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import optuna
 import torch
@@ -20,6 +20,7 @@ from xaiopt.config import StudyConfig, config_to_dict, parse_config
 from xaiopt.errors import ConfigError, StudyError
 from xaiopt.objective import get_benchmark, metric_directions, metric_plan
 from xaiopt.space import SearchSpace
+from xaiopt.study.baselines import BASELINE_ATTR, baseline_trials
 from xaiopt.study.samplers import check_sampler_params, make_sampler
 from xaiopt.study.storage import default_storage_url, is_sqlite, open_storage, sqlite_path
 
@@ -27,6 +28,8 @@ CONFIG_ATTR = "xaiopt:config"
 VERSION_ATTR = "xaiopt:version"
 ARTIFACTS_ATTR = "xaiopt:artifact_dir"
 GROUPS_ATTR = "xaiopt:layer_groups"
+BOUNDS_ATTR = "xaiopt:input_bounds"
+FIRST_ATTR = "xaiopt:first_layer"
 
 
 @dataclass
@@ -52,11 +55,12 @@ def default_artifact_dir(storage_url: str, study_name: str) -> Path:
     return (base / "xaiopt-artifacts").resolve()
 
 
-def preflight(cfg: StudyConfig) -> dict[str, list[str]]:
+def preflight(cfg: StudyConfig) -> dict[str, Any]:
     """Check everything that can be checked before the first trial, on the CPU.
 
     Metric names and parameters, masks for the metrics that need them, the sampler's arguments,
-    the layer groups against the real model. Returns the resolved layer groups.
+    the layer groups against the real model. Returns the resolved layer groups, the first layer
+    and the input bounds (for the zennit export).
     """
     plan = metric_plan(cfg)
     check_sampler_params(cfg.sampler)
@@ -73,12 +77,21 @@ def preflight(cfg: StudyConfig) -> dict[str, list[str]]:
     for name in cfg.space.overrides:
         if name not in bench.layers.non_empty():
             raise ConfigError(f"space.overrides: layer group {name!r} has no layers in model {cfg.model.name!r}")
-    return bench.layers.groups
+    return {
+        GROUPS_ATTR: bench.layers.groups,
+        FIRST_ATTR: bench.layers.first_layer,
+        BOUNDS_ATTR: {"low": bench.low.flatten().tolist(), "high": bench.high.flatten().tolist()},
+    }
 
 
 def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None = None,
-                 artifact_dir: str | Path | None = None) -> LoadedStudy:
+                 artifact_dir: str | Path | None = None, n_trials: int | None = None,
+                 baselines: Sequence[str] = ()) -> LoadedStudy:
     """Validate ``cfg`` against the model and data, then create the study in ``storage``.
+
+    ``n_trials`` sets (overrides) the study's total trial budget, shared by all its workers.
+    ``baselines`` (added to the config's ``baselines``) are named explainers enqueued here, once,
+    as the study's first trials (user attr ``baseline``); see :mod:`xaiopt.study.baselines`.
 
     Example::
 
@@ -92,9 +105,20 @@ def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | No
     existed = path is None or path.exists()
     if existed:
         _refuse_existing(open_storage(url), name, url)
+    update: dict[str, Any] = {}
     if cfg.name != name:
-        cfg = cfg.model_copy(update={"name": name})
-    groups = preflight(cfg)
+        update["name"] = name
+    if n_trials is not None:
+        if n_trials < 1:
+            raise ConfigError(f"--n-trials must be >= 1, got {n_trials}")
+        update["n_trials"] = n_trials
+    wanted = list(dict.fromkeys([*cfg.baselines, *baselines]))
+    if wanted != cfg.baselines:
+        update["baselines"] = wanted
+    if update:
+        cfg = cfg.model_copy(update=update)
+    facts = preflight(cfg)
+    queue = _baseline_queue(cfg, facts[GROUPS_ATTR])
     directions = metric_directions(cfg)
     rdb = open_storage(url)
     try:
@@ -105,9 +129,12 @@ def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | No
             study.set_metric_names([m.name for m in cfg.metrics])
         study.set_user_attr(CONFIG_ATTR, config_to_dict(cfg))
         study.set_user_attr(VERSION_ATTR, __version__)
-        study.set_user_attr(GROUPS_ATTR, groups)
+        for key, value in facts.items():
+            study.set_user_attr(key, value)
         art = Path(artifact_dir).resolve() if artifact_dir else default_artifact_dir(url, name)
         study.set_user_attr(ARTIFACTS_ATTR, str(art))
+        for label, params in queue:
+            study.enqueue_trial(params, user_attrs={BASELINE_ATTR: label})
     except BaseException:
         if not existed and path is not None:
             rdb.engine.dispose()
@@ -116,6 +143,22 @@ def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | No
             optuna.delete_study(study_name=name, storage=rdb)
         raise
     return LoadedStudy(study=study, config=cfg, storage_url=url)
+
+
+def _baseline_queue(cfg: StudyConfig, groups: dict[str, list[str]]) -> list[tuple[str, dict[str, Any]]]:
+    """The baselines' trials, checked against the space before anything is written."""
+    if not cfg.baselines:
+        return []
+    bench = get_benchmark(cfg, torch.device("cpu"))
+    space = SearchSpace(cfg.space, bench.layers, grid=cfg.sampler.name == "grid")
+    modules = dict(bench.model.named_modules())
+    dense = [g for g, mods in groups.items() if mods and all(isinstance(modules.get(m), torch.nn.Linear)
+                                                             for m in mods)]
+    queue = baseline_trials(cfg.baselines, space, dense_groups=dense)
+    if cfg.n_trials is not None and len(queue) > cfg.n_trials:
+        raise ConfigError(f"baselines: {len(queue)} baseline trials ({', '.join(label for label, _ in queue)}) do "
+                          f"not fit in the budget of n_trials={cfg.n_trials}")
+    return queue
 
 
 def _refuse_existing(rdb, name: str, url: str) -> None:

@@ -41,11 +41,17 @@ def sqlite_path(url: str) -> Path | None:
     return Path(db)
 
 
+def stale_after(heartbeat_interval: int) -> int:
+    """Seconds without a heartbeat after which a running trial is stale: two missed beats, plus slack
+    so that a busy machine (a heartbeat thread waiting for the GIL) is not mistaken for a dead one."""
+    return 2 * heartbeat_interval + 3
+
+
 def open_storage(url: str | None, *, heartbeat_interval: int | None = None, must_exist: bool = False) -> RDBStorage:
     """Open (and create the tables of) an Optuna RDB storage; one-line :class:`StudyError` on failure.
 
     With ``heartbeat_interval``, running trials send heartbeats and a trial whose worker died is
-    detected as stale (after twice the interval) and re-queued as a waiting trial, at most 3 times.
+    detected as stale (after :func:`stale_after` seconds) and re-queued as a waiting trial, at most 3 times.
     """
     url = url or default_storage_url()
     try:
@@ -61,11 +67,13 @@ def open_storage(url: str | None, *, heartbeat_interval: int | None = None, must
         raise StudyError(f"storage: directory {path.parent} of {url!r} does not exist")
     kwargs = {}
     if heartbeat_interval:
-        kwargs = dict(
-            heartbeat_interval=heartbeat_interval,
-            grace_period=2 * heartbeat_interval,
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
-        )
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            kwargs = dict(
+                heartbeat_interval=heartbeat_interval,
+                grace_period=stale_after(heartbeat_interval),
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
+            )
     engine_kwargs = {"pool_pre_ping": True} if parsed.get_backend_name() != "sqlite" else {}
     try:
         with warnings.catch_warnings():

@@ -285,6 +285,12 @@ def run_worker(
                 if budgeted.current is not None:
                     _requeue(study, budgeted.current)
                 raise
+            except optuna.exceptions.UpdateFinishedTrialError:
+                # another worker saw no heartbeat in time, failed this trial as stale and re-queued
+                # it; the retry carries its budget slot, so this run's result is dropped
+                log.warning("trial was taken over as stale by another worker (heartbeats too late); "
+                            "its retry will run")
+                continue
             finally:
                 budgeted.current = None
             if not budgeted.over_budget:

@@ -1,0 +1,130 @@
+"""optuna-dashboard on an xaiopt storage, with the heatmap artifacts the workers wrote.
+
+Each study records where its workers put artifacts (user attr ``xaiopt:artifact_dir``).
+optuna-dashboard takes one artifact store for the whole storage, so :class:`StudyArtifactStore`
+reads from every study's directory. Settings come from an optuna-dashboard TOML file
+(``dashboards/optuna-dashboard.toml``: section ``[optuna_dashboard]``, keys ``host``, ``port``,
+``quiet``, ``artifact_dir``), overridden by the command line.
+
+Example::
+
+    serve(storage="postgresql+psycopg://xaiopt@db/xaiopt", host="127.0.0.1", port=8080)
+"""
+
+from __future__ import annotations
+
+import logging
+import tomllib
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.artifacts.exceptions import ArtifactNotFound
+
+from xaiopt.errors import ConfigError, StudyError
+from xaiopt.study.manage import ARTIFACTS_ATTR
+from xaiopt.study.storage import _redact, default_storage_url, open_storage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "dashboards" / "optuna-dashboard.toml"
+DEFAULTS: dict[str, Any] = {"host": "127.0.0.1", "port": 8080, "quiet": False, "artifact_dir": None}
+
+
+class StudyArtifactStore:
+    """Reads artifacts from every study's own directory; writes (uploads from the UI) to the first."""
+
+    def __init__(self, dirs: list[Path]):
+        self.stores = [FileSystemArtifactStore(str(d)) for d in dirs]
+
+    def open_reader(self, artifact_id: str) -> BinaryIO:
+        for store in self.stores:
+            try:
+                return store.open_reader(artifact_id)
+            except ArtifactNotFound:
+                continue
+        raise ArtifactNotFound(f"artifact {artifact_id} is in none of {len(self.stores)} artifact directories")
+
+    def write(self, artifact_id: str, content_body: BinaryIO) -> None:
+        if not self.stores:
+            raise ArtifactNotFound("no artifact directory is configured")
+        self.stores[0].write(artifact_id, content_body)
+
+    def remove(self, artifact_id: str) -> None:
+        for store in self.stores:
+            try:
+                store.remove(artifact_id)
+                return
+            except ArtifactNotFound:
+                continue
+        raise ArtifactNotFound(f"artifact {artifact_id} not found")
+
+
+def load_settings(path: str | Path | None) -> dict[str, Any]:
+    """Dashboard settings from the TOML file (the packaged one when ``path`` is None and it exists)."""
+    p = Path(path) if path is not None else DEFAULT_CONFIG
+    if not p.is_file():
+        if path is not None:
+            raise ConfigError(f"--config: {p}: no such file (give an optuna-dashboard TOML file)")
+        return dict(DEFAULTS)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"--config: {p}: not valid TOML: {err}") from None
+    section = raw.get("optuna_dashboard", {})
+    unknown = sorted(set(section) - set(DEFAULTS) - {"storage", "server", "storage_class", "allow_unsafe"})
+    if unknown:
+        raise ConfigError(f"--config: {p}: unknown key {unknown[0]!r} in [optuna_dashboard] "
+                          f"(valid: {', '.join(DEFAULTS)}, storage)")
+    return {**DEFAULTS, **{k: v for k, v in section.items() if k in DEFAULTS or k == "storage"}}
+
+
+def artifact_dirs(rdb) -> list[Path]:
+    """Every study's artifact directory (each once, in study order)."""
+    dirs: dict[Path, None] = {}
+    for s in optuna.get_all_study_summaries(rdb, include_best_trial=False):
+        d = s.user_attrs.get(ARTIFACTS_ATTR)
+        if d:
+            dirs[Path(d)] = None
+    return list(dirs)
+
+
+def build_app(storage: str | None = None, *, artifact_dir: str | Path | None = None):
+    """The WSGI app (for gunicorn & co.) and the storage URL it serves."""
+    from optuna_dashboard import wsgi
+
+    url = storage or default_storage_url()
+    rdb = open_storage(url, must_exist=True)
+    dirs = artifact_dirs(rdb)
+    if artifact_dir is not None:
+        dirs.insert(0, Path(artifact_dir))
+    return wsgi(rdb, artifact_store=StudyArtifactStore(dirs)), url
+
+
+def serve(storage: str | None = None, *, host: str | None = None, port: int | None = None,
+          config: str | Path | None = None) -> None:
+    """Serve optuna-dashboard until interrupted; localhost unless ``host`` says otherwise."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    settings = load_settings(config)
+    host = host or settings["host"]
+    port = port if port is not None else int(settings["port"])
+    app, url = build_app(storage or settings.get("storage"), artifact_dir=settings["artifact_dir"])
+    quiet = bool(settings["quiet"])
+
+    class _Handler(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (wsgiref's name)
+            if not quiet:
+                super().log_message(format, *args)
+
+    try:
+        server = make_server(host, port, app, handler_class=_Handler)
+    except OSError as err:
+        raise StudyError(f"dashboard: cannot listen on {host}:{port}: {err.strerror or err}") from None
+    print(f"optuna-dashboard for {_redact(url)} at http://{host}:{server.server_port}/dashboard "
+          f"(Ctrl-C stops it)", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
