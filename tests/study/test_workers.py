@@ -92,6 +92,7 @@ def test_killed_worker_trial_is_retried(tmp_path, pg_url, capsys):
     assert original.state == TrialState.FAIL   # failed as stale by the rescuer
     retry = [t for t in complete if t.system_attrs.get("failed_trial") == killed]
     assert len(retry) == 1
-    assert retry[0].params == original.params
+    # the retry keeps what the killed trial had already chosen (it may have died mid-suggestion)
+    assert original.params.items() <= retry[0].params.items()
     assert retry[0].user_attrs["worker"].endswith(f":{rescuer.pid}")
     assert PASSWORD not in (tmp_path / "rescuer.log").read_text()

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .batching import map_chunks
+from .batching import explain_chunk, map_chunks
 from .context import MetricContext
 from .noise import uniform_noise
 from .normalise import prepare
@@ -56,7 +56,7 @@ def sensitivities(
             ratio = ratio.masked_fill(changed, float("nan"))
         return ratio
 
-    return map_chunks(nr_samples * n, ctx.batch_budget, chunk).view(nr_samples, n).T
+    return map_chunks(nr_samples * n, explain_chunk(ctx, nr_samples * n), chunk).view(nr_samples, n).T
 
 
 _SENSITIVITY_PARAMS = dict(
