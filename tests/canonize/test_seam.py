@@ -40,3 +40,18 @@ def test_canonize_merges_bn_after_conv_on_a_copy():
         assert torch.equal(value, before[key]), key
     torch.testing.assert_close(twin(x), model(x), rtol=1e-12, atol=1e-12)
     assert "bn -> conv [after]" in str(report)
+
+
+def test_public_spelling_xaiopt_canonize_is_callable():
+    import torch
+    from torch import nn
+
+    import xaiopt
+    import xaiopt.canonize  # noqa: F401  (binds the subpackage onto xaiopt)
+
+    model = nn.Sequential(nn.Conv2d(3, 2, 3), nn.BatchNorm2d(2), nn.ReLU()).eval()
+    x = torch.randn(2, 3, 8, 8)
+    twin, report = xaiopt.canonize(model, x)
+    assert report.remaining_batch_norms == [] and len(report.merges) == 1
+    torch.testing.assert_close(twin(x), model(x), rtol=1e-5, atol=1e-6)
+    assert report.ok

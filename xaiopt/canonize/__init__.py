@@ -11,6 +11,9 @@ Public API::
 See docs/canonization.md.
 """
 
+import sys as _sys
+import types as _types
+
 from .api import canonize, check
 from .canonizer import GraphCanonizer, Merge, Rewrite, Skip
 from .layers import BiasMapConv1d, BiasMapConv2d, BiasMapConv3d, Concat, GateMul, Sum, ThreshReLU
@@ -38,3 +41,15 @@ __all__ = [
     "get_canonizer",
     "verify_equivalence",
 ]
+
+
+class _CallablePackage(_types.ModuleType):
+    """``xaiopt.canonize(model, x)`` is the public spelling, but ``xaiopt.canonize`` is also this
+    package (Python binds a subpackage onto its parent once imported); calling the package calls
+    :func:`canonize`."""
+
+    def __call__(self, model, example_input=None, **kwargs):
+        return canonize(model, example_input, **kwargs)
+
+
+_sys.modules[__name__].__class__ = _CallablePackage
