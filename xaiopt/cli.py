@@ -63,6 +63,11 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("name")
     pl.add_argument("--out", required=True, metavar="FILE.html")
     _storage(pl)
+    ex = ss.add_parser("export", help="write a trial's explainer as a ready-to-use zennit composite (.py)")
+    ex.add_argument("name")
+    ex.add_argument("--trial", type=int, help="trial number (default: the first Pareto-optimal trial)")
+    ex.add_argument("--out", required=True, metavar="FILE.py")
+    _storage(ex)
     ls = ss.add_parser("list", help="list the studies in a storage")
     ls.add_argument("--format", default="table", choices=["table", "json"])
     _storage(ls)
@@ -169,6 +174,11 @@ def _cmd_study(args: argparse.Namespace) -> int:
         _print_pareto(args.name, args.storage, args.format)
     elif args.action == "plot":
         _plot(args.name, args.storage, args.out)
+    elif args.action == "export":
+        from xaiopt.study.export import export_composite
+
+        path = export_composite(st.load_study(args.name, storage=args.storage), trial=args.trial, out=args.out)
+        print(f"wrote {path}", file=sys.stderr)
     elif args.action == "list":
         rows = st.list_studies(storage=args.storage)
         if args.format == "json":

@@ -100,6 +100,11 @@ def test_create_optimize_pareto_plot(tmp_path, study_file, capsys, monkeypatch):
     code, out, err = run(capsys, "study", "pareto", "e2e", "--format", "csv", "--storage", storage)
     assert out.splitlines()[0].startswith("trial,sparseness,region_perturbation")
 
+    code, out, err = run(capsys, "study", "export", "e2e", "--out", str(tmp_path / "best.py"), "--storage", storage)
+    assert code == 0, err
+    best = min(r["number"] for r in rows)
+    assert f"trial {best}" in (tmp_path / "best.py").read_text()
+
     code, out, err = run(capsys, "study", "list", "--storage", storage)
     assert code == 0 and out.startswith("e2e\t3 complete")
 

@@ -20,8 +20,15 @@ def _trials(loaded: LoadedStudy):
     return complete, best
 
 
+def _hover(t) -> str:
+    base = t.user_attrs.get("baseline")
+    head = f"trial {t.number}" + (f" (baseline {html.escape(base)})" if base else "")
+    return f"{head}<br>{html.escape(t.user_attrs.get('explainer_text', ''))}"
+
+
 def pareto_figure(loaded: LoadedStudy) -> go.Figure:
-    """Every pair of metrics against each other (a scatter matrix); Pareto-optimal trials in red.
+    """Every pair of metrics against each other (a scatter matrix); Pareto-optimal trials in red,
+    enqueued baselines as diamonds.
 
     With two metrics this is the classic Pareto-front scatter; with more, each panel is one
     projection of the front. Hover shows the trial's explainer settings.
@@ -33,19 +40,21 @@ def pareto_figure(loaded: LoadedStudy) -> go.Figure:
     fig = go.Figure()
     for is_best, colour, label in ((False, _OTHER, "dominated"), (True, _PARETO, "Pareto-optimal")):
         ts = [t for t in complete if (t.number in best) == is_best]
-        text = [f"trial {t.number}<br>{html.escape(t.user_attrs.get('explainer_text', ''))}" for t in ts]
+        text = [_hover(t) for t in ts]
+        symbols = ["diamond" if t.user_attrs.get("baseline") else "circle" for t in ts]
         if len(names) == 1:
             fig.add_trace(go.Scatter(x=[t.number for t in ts], y=[t.values[0] for t in ts], mode="markers",
-                                     name=label, marker=dict(color=colour, size=9), text=text,
+                                     name=label, marker=dict(color=colour, size=9, symbol=symbols), text=text,
                                      hovertemplate="%{text}<br>%{y:.4g}<extra></extra>"))
         elif len(names) == 2:
             fig.add_trace(go.Scatter(x=[t.values[0] for t in ts], y=[t.values[1] for t in ts], mode="markers",
-                                     name=label, marker=dict(color=colour, size=9), text=text,
+                                     name=label, marker=dict(color=colour, size=9, symbol=symbols), text=text,
                                      hovertemplate="%{text}<br>%{x:.4g}, %{y:.4g}<extra></extra>"))
         else:
             fig.add_trace(go.Splom(
                 dimensions=[dict(label=lab, values=[t.values[i] for t in ts]) for i, lab in enumerate(labels)],
-                name=label, text=text, marker=dict(color=colour, size=6, line=dict(width=0.3, color="white")),
+                name=label, text=text,
+                marker=dict(color=colour, size=6, symbol=symbols, line=dict(width=0.3, color="white")),
                 diagonal_visible=False, showupperhalf=False,
                 hovertemplate="%{text}<extra></extra>",
             ))

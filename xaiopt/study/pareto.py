@@ -23,6 +23,7 @@ def trial_row(t: FrozenTrial, metric_names: list[str]) -> dict[str, Any]:
         "explainer_text": t.user_attrs.get("explainer_text", ""),
         "params": t.params,
         "seconds": t.user_attrs.get("seconds", {}).get("total"),
+        "baseline": t.user_attrs.get("baseline"),
     }
 
 
@@ -41,17 +42,22 @@ def render(rows: list[dict[str, Any]], metric_names: list[str], directions: list
         w = csv.writer(buf)
         w.writerow(["trial", *metric_names, "explainer"])
         for r in rows:
-            w.writerow([r["number"], *[repr(r["values"][m]) for m in metric_names], r["explainer_text"]])
+            w.writerow([r["number"], *[repr(r["values"][m]) for m in metric_names], _label(r)])
         return buf.getvalue()
     if fmt == "table":
         return _table(rows, metric_names, directions)
     raise ConfigError(f"--format: unknown format {fmt!r} (valid: {', '.join(FORMATS)})")
 
 
+def _label(row: dict[str, Any]) -> str:
+    """The explainer settings, prefixed by the baseline's name for enqueued baselines."""
+    return f"[baseline {row['baseline']}] {row['explainer_text']}" if row.get("baseline") else row["explainer_text"]
+
+
 def _table(rows: list[dict[str, Any]], names: list[str], directions: list[str]) -> str:
     arrows = {"maximize": "↑", "minimize": "↓"}
     head = ["trial", *[f"{n} {arrows.get(d, '')}".strip() for n, d in zip(names, directions)], "explainer"]
-    body = [[str(r["number"]), *[f"{r['values'][n]:.4g}" for n in names], r["explainer_text"]] for r in rows]
+    body = [[str(r["number"]), *[f"{r['values'][n]:.4g}" for n in names], _label(r)] for r in rows]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths)).rstrip()]
     lines.append("  ".join("-" * w for w in widths))
