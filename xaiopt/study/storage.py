@@ -80,8 +80,8 @@ def open_storage(url: str | None, *, heartbeat_interval: int | None = None, must
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except ModuleNotFoundError as err:
-        raise StudyError(f"storage: the database driver for {url!r} is not installed ({err.name}; "
-                         f"for PostgreSQL: pip install 'xaiopt[postgres]')") from None
+        raise StudyError(f"storage: the database driver for {_redact(url)!r} is not installed ({err.name}; "
+                         f"for PostgreSQL: pip install 'psycopg[binary]')") from None
     except (SQLAlchemyError, ValueError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise StudyError(f"storage: cannot open {_redact(url)}: {scrub(first, url)}") from None
