@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/metrics_vs_quantus.py                  # both models, the table
     .venv/bin/python benchmarks/metrics_vs_quantus.py --models vgg --profile
+    .venv/bin/python benchmarks/metrics_vs_quantus.py --rules         # fast LRP rules vs zennit's
 
 One trial = the LRP attributions of the evaluation batch + the metric vector (region perturbation,
 avg sensitivity with 10 draws, random logit, sparseness, relevance rank / mass accuracy), for the
@@ -39,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xaiopt.metrics import MetricContext, get_metric
-from xaiopt.metrics.batching import forward_chunk_size
+from xaiopt.metrics.batching import chunk_size
 from xaiopt.objective import explainer_for
 from xaiopt.space import ExplainerSpec, resolve_groups
 from xaiopt.space.spec import GroupRule
@@ -141,14 +142,15 @@ def floor_passes(model, x, y, rp, budget, seconds, cache):
     n_forward = n * min(rp["regions"], patches)
     n_gradient = n * (1 + 10 + 1)  # trial attribution, sensitivity draws, random logit
     t = time.perf_counter()
-    fwd = forward_chunk_size(model, x, budget, cache)
+    fwd = chunk_size(MetricContext(model=model, x=x, y=y, masks=None, logits=None, attributions=None,
+                                   explain=None, cache=cache, batch_budget=budget), n_forward)
     with torch.no_grad():
         for start in range(0, n_forward, fwd):
             model(x[torch.arange(start, min(start + fwd, n_forward)) % n])
     seconds["forward"] = seconds.get("forward", 0.0) + time.perf_counter() - t
     t = time.perf_counter()
-    for start in range(0, n_gradient, budget):
-        idx = torch.arange(start, min(start + budget, n_gradient)) % n
+    for start in range(0, n_gradient, fwd):
+        idx = torch.arange(start, min(start + fwd, n_gradient)) % n
         inp = x[idx].clone().requires_grad_(True)
         out = model(inp)
         torch.autograd.grad(out.gather(1, y[idx].view(-1, 1)).sum(), inp)
@@ -169,6 +171,44 @@ def profiled(enabled: bool, title: str):
     print(f"--- profile: {title}\n" + "\n".join(s.getvalue().splitlines()[4:30]))
 
 
+def rule_speedups(names: list[str], repeat: int) -> None:
+    """Attribution seconds of zennit's Gamma / AlphaBeta / ZPlus vs xaiopt.space.fast_rules, interleaved."""
+    from zennit.composites import LayerMapComposite
+    from zennit.rules import AlphaBeta, Epsilon, Gamma, Pass, ZPlus
+    from zennit.types import Activation, BatchNorm, Convolution, Linear
+
+    from xaiopt.space.fast_rules import FastAlphaBeta, FastGamma, FastZPlus
+
+    pairs = [("gamma 0.25", lambda: Gamma(0.25), lambda: FastGamma(0.25)),
+             ("alpha2beta1", lambda: AlphaBeta(2.0, 1.0), lambda: FastAlphaBeta(2.0, 1.0)),
+             ("zplus", ZPlus, FastZPlus)]
+    print("\n| model | rule (all convs) | zennit s | fast s | speed-up | max rel. diff |")
+    print("|---|---|---|---|---|---|")
+    for name in names:
+        model, _, _, x, y, *_ = setup(name, 32 if name == "vgg" else 8)
+
+        def attribute(rule):
+            composite = LayerMapComposite([(Convolution, rule), (Linear, Epsilon()), (Activation, Pass()),
+                                           (BatchNorm, Pass())])
+            with composite.context(model) as modified:
+                t = time.perf_counter()
+                inp = x.clone().requires_grad_(True)
+                out = modified(inp)
+                (rel,) = torch.autograd.grad(out, inp, grad_outputs=torch.zeros_like(out).scatter(1, y.view(-1, 1), 1.0))
+                return time.perf_counter() - t, rel
+
+        for label, slow, fast in pairs:
+            attribute(slow())
+            ts = tf = float("inf")
+            for _ in range(repeat):
+                t, rs = attribute(slow())
+                ts = min(ts, t)
+                t, rf = attribute(fast())
+                tf = min(tf, t)
+            diff = float((rs - rf).abs().max() / rs.abs().max())
+            print(f"| {name} | {label} | {ts:.3f} | {tf:.3f} | {ts / tf:.2f}x | {diff:.1e} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["vgg", "resnet18"], choices=["vgg", "resnet18"])
@@ -177,9 +217,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="trials per side, interleaved; the best is kept")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--profile", action="store_true", help="cProfile one xaiopt trial")
+    parser.add_argument("--rules", action="store_true", help="only time the fast LRP rules against zennit's")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.rules:
+        rule_speedups(args.models, max(args.repeat, 3))
+        return
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
           f"load {os.getloadavg()[0]:.1f}, batch_budget {args.budget}")
     rows = []

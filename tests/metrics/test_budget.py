@@ -1,11 +1,10 @@
 """No forward pass and no explain call of any metric sees more than ctx.batch_budget images."""
 
 import pytest
-import torch
 from torch import nn
 
 from xaiopt.metrics import get_metric, metric_names
-from xaiopt.metrics.batching import fastest_chunk
+from xaiopt.metrics.batching import chunk_size
 
 from .conftest import make_ctx
 
@@ -45,18 +44,9 @@ def test_metric_respects_batch_budget(name, budget):
         assert seen or explained
 
 
-def test_fastest_chunk_picks_the_fastest_and_caches():
-    cache: dict = {}
-    calls: list[int] = []
-
-    def run(k):  # per image cost is lowest at 16
-        calls.append(k)
-        import time
-        time.sleep(0.002 * k * (1 if k == 16 else 3))
-
-    assert fastest_chunk(cache, "key", 256, run) == 16
-    assert max(calls) <= 256 and max(calls) < 256  # stopped after two slower sizes
-    calls.clear()
-    assert fastest_chunk(cache, "key", 256, run) == 16 and calls == []
-    assert fastest_chunk({}, "key", 3, run) == 3  # budget below the smallest candidate
-    torch.manual_seed(0)
+def test_cpu_chunk_follows_activation_size():
+    ctx = make_ctx(budget=10_000)  # tiny CNN: 4 x 16 x 16 floats = 4 KiB largest activation
+    assert chunk_size(ctx, 100_000) == 4096
+    assert chunk_size(ctx, 10) == 10  # never more than the images asked for
+    ctx.batch_budget = 3
+    assert chunk_size(ctx, 100) == 3  # never more than the budget

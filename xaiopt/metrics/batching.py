@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import time
-from typing import Callable, Hashable
+from typing import Callable
 
 import torch
 from torch import Tensor, nn
@@ -36,87 +35,42 @@ def clean_scores(logits: Tensor, targets: Tensor, softmax: bool) -> Tensor:
     return out.gather(1, targets.view(-1, 1).to(out.device)).squeeze(1)
 
 
-# Chunk sizes tried by the tuner: powers of two up to the budget (and the budget itself).
-_MIN_CHUNK = 4
+# On a CPU a forward runs fastest per image while the largest activation of the chunk stays
+# around this size (it stays in the caches): 32-64 images of the 64x64 benchmark VGG (16 x 64 x 64
+# floats per image after the first conv), 4-8 of ResNet-18 at 224 (64 x 112 x 112); 256 images run
+# 2-3x slower per image than 32 on the VGG (benchmarks/metrics_vs_quantus.py, docs/metrics.md).
+CPU_CHUNK_BYTES = 16 * 2**20
 
 
-def _candidates(budget: int) -> list[int]:
-    sizes, k = [], _MIN_CHUNK
-    while k < budget:
-        sizes.append(k)
-        k *= 2
-    return sizes + [max(1, int(budget))]
-
-
-def fastest_chunk(cache: dict, key: Hashable, budget: int, run: Callable[[int], object]) -> int:
-    """The chunk size <= ``budget`` with the best time per image for ``run(k)``, measured once per key.
-
-    A bigger batch is not always faster: on a CPU, 256 images of a small CNN run slower per image
-    than 32 (the activations leave the cache), and ResNet-18 at 224x224 is fastest at 4-8. Sizes
-    from 4 up are timed once each (after one warm-up); the search stops when two sizes in a row
-    are 25% slower per image than the best. The result is kept in ``cache`` (``ctx.cache``).
-    """
-    full_key = ("xaiopt.metrics.chunk", key, int(budget))
-    if full_key in cache:
-        return cache[full_key]
-    sizes = _candidates(budget)
-    if len(sizes) == 1:
-        cache[full_key] = sizes[0]
-        return sizes[0]
-    run(sizes[0])  # warm-up: first-call allocations
-    best, best_rate, worse = sizes[0], float("inf"), 0
-    for k in sizes:
-        start = time.perf_counter()
-        run(k)
-        rate = (time.perf_counter() - start) / k
-        if rate < best_rate:
-            best, best_rate, worse = k, rate, 0
-        elif rate > 1.25 * best_rate:
-            worse += 1
-            if worse == 2:
-                break
-    cache[full_key] = best
-    return best
-
-
-def forward_chunk(ctx, images: int) -> int:
-    """Chunk size for no-grad forward passes of ctx.model on ctx.x-shaped images (tuned, cached).
-
-    With fewer images than the smallest candidates' sum, tuning would cost more than it saves:
-    then the budget is used as is.
-    """
-    budget = min(ctx.batch_budget, images)
-    if images < 4 * _MIN_CHUNK * 8:
-        return budget
-    x = ctx.x
-
-    def run(k: int) -> None:
+def largest_activation_bytes(model: nn.Module, x: Tensor) -> int:
+    """Bytes of the largest output of any leaf module for one image of ``x``'s shape."""
+    sizes = [0]
+    handles = [
+        m.register_forward_hook(lambda m, i, o: sizes.append(o.numel() * o.element_size() if isinstance(o, Tensor) else 0))
+        for m in model.modules()
+        if next(m.children(), None) is None
+    ]
+    try:
         with torch.no_grad():
-            ctx.model(x[torch.arange(k, device=x.device) % len(x)])
+            model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return max(sizes)
 
-    return fastest_chunk(ctx.cache, ("forward", id(ctx.model), tuple(x.shape[1:]), str(x.device)), budget, run)
 
+def chunk_size(ctx, images: int) -> int:
+    """Images per forward pass or ``ctx.explain`` call: at most ``ctx.batch_budget`` (and ``images``).
 
-def explain_chunk(ctx, images: int) -> int:
-    """Chunk size for ``ctx.explain`` calls (tuned once per worker with the first trial's explainer)."""
-    budget = min(ctx.batch_budget, images)
-    if images < 4 * _MIN_CHUNK * 8:
+    On the CPU, the largest power of two whose biggest activation fits ``CPU_CHUNK_BYTES`` (at
+    least 1): bigger batches are slower per image there. On other devices the budget itself.
+    Measured once per worker (``ctx.cache``).
+    """
+    budget = max(1, min(int(ctx.batch_budget), int(images)))
+    if ctx.device.type != "cpu":
         return budget
-    x, y = ctx.x, ctx.y
-
-    def run(k: int) -> None:
-        idx = torch.arange(k, device=x.device) % len(x)
-        ctx.explain(x[idx], y[idx].to(x.device))
-
-    return fastest_chunk(ctx.cache, ("explain", id(ctx.model), tuple(x.shape[1:]), str(x.device)), budget, run)
-
-
-def forward_chunk_size(model: nn.Module, x: Tensor, budget: int, cache: dict | None = None) -> int:
-    """:func:`forward_chunk` for a bare model (benchmarks)."""
-
-    def run(k: int) -> None:
-        with torch.no_grad():
-            model(x[torch.arange(k, device=x.device) % len(x)])
-
-    cache = {} if cache is None else cache
-    return fastest_chunk(cache, ("forward", id(model), tuple(x.shape[1:]), str(x.device)), budget, run)
+    key = ("xaiopt.metrics.activation_bytes", id(ctx.model), tuple(ctx.x.shape[1:]), ctx.x.dtype)
+    if key not in ctx.cache:
+        ctx.cache[key] = largest_activation_bytes(ctx.model, ctx.x)
+    fits = max(1, CPU_CHUNK_BYTES // max(1, ctx.cache[key]))
+    return min(budget, 1 << (fits.bit_length() - 1))

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from xaiopt.errors import ConfigError
 
-from .batching import class_scores, clean_scores, forward_chunk, map_chunks
+from .batching import class_scores, clean_scores, chunk_size, map_chunks
 from .context import MetricContext
 from .noise import generator
 from .normalise import prepare
@@ -224,7 +224,7 @@ def faithfulness_correlation(
         images.scatter_(1, idx, fill[i].unsqueeze(1).expand_as(idx).to(images.dtype))
         return class_scores(ctx.model, images.view(-1, *x.shape[1:]), y[i], softmax)
 
-    perturbed = map_chunks(nr_runs * n, forward_chunk(ctx, nr_runs * n), chunk).view(nr_runs, n)
+    perturbed = map_chunks(nr_runs * n, chunk_size(ctx, nr_runs * n), chunk).view(nr_runs, n)
     deltas = (clean.unsqueeze(0) - perturbed).double().T  # (N, R)
     att_sums = a.gather(1, subsets.permute(1, 0, 2).reshape(n, -1)).view(n, nr_runs, subset_size).sum(-1)
     return pearson(att_sums, deltas)

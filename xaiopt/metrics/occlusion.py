@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .batching import class_scores, forward_chunk, map_chunks
+from .batching import class_scores, chunk_size, map_chunks
 from .context import MetricContext
 from .noise import uniform_noise
 
@@ -70,4 +70,4 @@ def occlusion_scores(
         images = torch.where(occluded, baseline[i], x[i])
         return class_scores(ctx.model, images, y[i], softmax)
 
-    return map_chunks(n * n_steps, forward_chunk(ctx, n * n_steps), chunk).view(n, n_steps)
+    return map_chunks(n * n_steps, chunk_size(ctx, n * n_steps), chunk).view(n, n_steps)

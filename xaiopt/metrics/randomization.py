@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from xaiopt.errors import ConfigError
 
-from .batching import map_chunks
+from .batching import chunk_size, map_chunks
 from .context import MetricContext
 from .noise import generator
 from .normalise import prepare
@@ -55,7 +55,7 @@ def random_logit(
     targets = random_logit_targets(ctx, num_classes)
     x = ctx.x
     a = prepare(ctx.attributions, abs=abs, normalise=normalise).sum(1)
-    a_off = map_chunks(ctx.n, ctx.batch_budget, lambda s, e: ctx.explain(x[s:e], targets[s:e]).detach())
+    a_off = map_chunks(ctx.n, chunk_size(ctx, ctx.n), lambda s, e: ctx.explain(x[s:e], targets[s:e]).detach())
     a_off = prepare(a_off, abs=abs, normalise=normalise).sum(1)
     if similarity == "ssim_flat":
         return ssim(a.reshape(ctx.n, -1), a_off.reshape(ctx.n, -1), win_size=win_size, spatial_dims=1)
@@ -122,7 +122,7 @@ def mprt_layer_scores(
             if layer_order == "independent":
                 work.load_state_dict(original)
             work.get_submodule(name).load_state_dict(state)
-            a_r = map_chunks(ctx.n, ctx.batch_budget, lambda s, e: ctx.explain_with(work, x[s:e], y[s:e]).detach())
+            a_r = map_chunks(ctx.n, chunk_size(ctx, ctx.n), lambda s, e: ctx.explain_with(work, x[s:e], y[s:e]).detach())
             a_r = prepare(a_r, abs=abs, normalise=normalise).reshape(ctx.n, -1)
             rows.append(sim(a, a_r))
     finally:

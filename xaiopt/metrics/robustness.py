@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from .batching import explain_chunk, map_chunks
+from .batching import chunk_size, map_chunks
 from .context import MetricContext
 from .noise import uniform_noise
 from .normalise import prepare
@@ -56,7 +56,7 @@ def sensitivities(
             ratio = ratio.masked_fill(changed, float("nan"))
         return ratio
 
-    return map_chunks(nr_samples * n, explain_chunk(ctx, nr_samples * n), chunk).view(nr_samples, n).T
+    return map_chunks(nr_samples * n, chunk_size(ctx, nr_samples * n), chunk).view(nr_samples, n).T
 
 
 _SENSITIVITY_PARAMS = dict(
