@@ -8,7 +8,7 @@ import logging
 import sys
 from typing import Sequence
 
-from xaiopt.errors import XaioptError
+from xaiopt.errors import ConfigError, XaioptError
 
 EXIT_USER_ERROR = 2
 
@@ -16,6 +16,12 @@ EXIT_USER_ERROR = 2
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not usage + message
         self.exit(EXIT_USER_ERROR, f"xaiopt: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _threads(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for torch in this process (default: torch's own; with several workers "
+                        "on one machine give each cores/workers, see docs/scaling.md)")
 
 
 def _storage(p: argparse.ArgumentParser) -> None:
@@ -35,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device")
     run.add_argument("--resume", action="store_true", help="continue the study if it exists")
     run.add_argument("--plot", metavar="FILE.html", help="also write the Pareto figure")
+    _threads(run)
 
     study = sub.add_parser("study", help="create, optimize, inspect studies")
     ss = study.add_subparsers(dest="action", required=True, parser_class=_Parser)
@@ -55,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
     o.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     o.add_argument("--no-progress", action="store_true")
+    _threads(o)
     p = ss.add_parser("pareto", help="print the Pareto-optimal trials")
     p.add_argument("name")
     p.add_argument("--format", default="table", choices=["table", "json", "csv"])
@@ -86,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "(the default when the study has a budget)")
     w.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     w.add_argument("--no-progress", action="store_true")
+    _threads(w)
 
     dash = sub.add_parser("dashboard", help="serve optuna-dashboard on a storage, with the heatmap artifacts")
     _storage(dash)
@@ -254,6 +263,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
     try:
+        threads = getattr(args, "threads", None)
+        if threads is not None:
+            if threads < 1:
+                raise ConfigError(f"--threads must be >= 1, got {threads}")
+            import torch
+
+            torch.set_num_threads(threads)
         if args.command == "run":
             return _cmd_run(args)
         if args.command == "study":
