@@ -146,6 +146,7 @@ def test_user_mistakes_are_one_line_exit_2(tmp_path, study_file, capsys, monkeyp
 
     line = one_line_error(capsys, "study", "list", "--storage", "postgresql+psycopg://u:secret@127.0.0.1:1/x")
     assert "secret" not in line and "cannot open" in line
+    assert "--threads must be >= 1, got 0" in one_line_error(capsys, "worker", "--study", "x", "--threads", "0")
     assert "not a database URL" in one_line_error(capsys, "study", "list", "--storage", "nonsense")
     assert "does not exist" in one_line_error(capsys, "study", "pareto", "x", "--storage", storage)
 
