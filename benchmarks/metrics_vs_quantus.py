@@ -12,8 +12,13 @@ epsilon on the classifier) and the same inputs, timed side by side in one proces
 * xaiopt, as the worker runs it: the composite registered once, ``MetricContext`` with the
   cached clean logits and the per-worker cache (warmed by one trial, as every trial after a
   worker's first);
-* Quantus, as a user runs it: an ``explain_func`` that calls zennit with the same composite on
-  every call, each metric with its own batch loop (``batch_size`` 64);
+* Quantus, as a user runs it: an ``explain_func`` that builds the same composite from zennit's
+  stock rules (``Gamma``, not xaiopt's ``FastGamma``) and, for a canonized explainer, zennit's own
+  canonizer (``VGGCanonizer`` / ``ResNetCanonizer``), on every call, as the paper's code does;
+  each metric with its own batch loop (``batch_size`` 64). xaiopt explains through the twin that
+  ``xaiopt.canonize`` built once, outside the timing, as the worker does at start-up. The two
+  produce the same attributions (tests/canonize/test_zennit_equivalence.py,
+  tests/space/test_fast_rules.py);
 * the floor: the bare model passes the metric vector needs, no hooks: one forward per perturbed
   image, one forward+backward gradient pass per attribution (the trial's own, the sensitivity
   draws', the random-logit ones).
@@ -47,12 +52,33 @@ from xaiopt.space.spec import GroupRule
 from xaiopt.zoo import load_dataset, load_model
 
 
-def setup(name: str, n: int):
+def stock_composite(spec, layers, low, high, canonizers):
+    """The spec's composite with zennit's own rules and canonizers: what a Quantus user has."""
+    from zennit.rules import Gamma
+
+    from xaiopt.space.fast_rules import FastAlphaBeta, FastGamma, FastZPlus
+    from xaiopt.space.spec import _SpecComposite
+
+    hooks = spec.layer_hooks(layers, low=low, high=high)
+    for key, hook in hooks.items():
+        if isinstance(hook, (FastGamma, FastAlphaBeta, FastZPlus)):
+            stock = {FastGamma: Gamma}.get(type(hook))
+            assert stock is not None, f"no stock rule for {type(hook).__name__}"
+            hooks[key] = stock(**hook._kwargs)
+    composite = _SpecComposite(hooks)
+    composite.canonizers = canonizers()
+    return composite
+
+
+def setup(name: str, n: int, canonized: bool = True):
     data = load_dataset("benchmark", n=n)
     x, y, masks = data.x, data.y, data.masks
+    from zennit.torchvision import ResNetCanonizer, VGGCanonizer
+
     if name == "vgg":
         model = load_model("benchmark:vgg")
         rp = {"patch_size": 8, "regions": 16}
+        zennit_canonizer = VGGCanonizer
     else:
         import torchvision
 
@@ -61,18 +87,20 @@ def setup(name: str, n: int):
         x = F.interpolate(x, size=224, mode="bilinear", align_corners=False)
         masks = F.interpolate(masks.float(), size=224, mode="nearest").bool()
         rp = {"patch_size": 14, "regions": 50}
+        zennit_canonizer = ResNetCanonizer
     model = model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
     layers = resolve_groups(model, x[:1], 3)
     spec = ExplainerSpec(
-        canonize=False,
+        canonize=canonized,
         first_layer="zbox",
         groups={"conv1": GroupRule("gamma", 0.25), "conv2": GroupRule("gamma", 0.1),
                 "conv3": GroupRule("gamma", 0.05), "classifier": GroupRule("epsilon", 1e-6)},
     )
     low, high = data.low.view(1, -1, 1, 1), data.high.view(1, -1, 1, 1)
-    return model, layers, spec, x, y, masks, low, high, rp
+    canonizers = (lambda: [zennit_canonizer()]) if canonized else (lambda: [])
+    return model, layers, spec, x, y, masks, low, high, rp, canonizers
 
 
 def vector(rp: dict) -> list[tuple[str, dict, str, dict]]:
@@ -105,7 +133,7 @@ def xaiopt_trial(model, layers, spec, x, y, masks, low, high, logits, cache, bud
     return out
 
 
-def quantus_trial(model, layers, spec, x, y, masks, low, high, plan, seconds):
+def quantus_trial(model, layers, spec, x, y, masks, low, high, plan, seconds, canonizers):
     """A Quantus user's trial: zennit through an explain_func (composite built per call)."""
     import quantus
     from zennit.attribution import Gradient
@@ -113,7 +141,7 @@ def quantus_trial(model, layers, spec, x, y, masks, low, high, plan, seconds):
     def explain_func(model, inputs, targets, **kwargs):
         xx = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
         tt = torch.as_tensor(np.asarray(targets)).long().reshape(-1)
-        composite = spec.to_composite(layers, low=low, high=high)
+        composite = stock_composite(spec, layers, low, high, canonizers)
         with Gradient(model=model, composite=composite) as attributor:
             def one_hot_logit(out):
                 return torch.zeros_like(out).scatter_(1, tt.view(-1, 1), out.gather(1, tt.view(-1, 1)))
@@ -185,7 +213,7 @@ def rule_speedups(names: list[str], repeat: int) -> None:
     print("\n| model | rule (all convs) | zennit s | fast s | speed-up | max rel. diff |")
     print("|---|---|---|---|---|---|")
     for name in names:
-        model, _, _, x, y, *_ = setup(name, 32 if name == "vgg" else 8)
+        model, _, _, x, y, *_ = setup(name, 32 if name == "vgg" else 8, canonized=False)
 
         def attribute(rule):
             composite = LayerMapComposite([(Convolution, rule), (Linear, Epsilon()), (Activation, Pass()),
@@ -218,6 +246,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own)")
     parser.add_argument("--profile", action="store_true", help="cProfile one xaiopt trial")
     parser.add_argument("--rules", action="store_true", help="only time the fast LRP rules against zennit's")
+    parser.add_argument("--plain", action="store_true", help="an uncanonized explainer (default: canonized)")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -229,14 +258,25 @@ def main() -> None:
     rows = []
     for name in args.models:
         n = args.n or (32 if name == "vgg" else 8)
-        model, layers, spec, x, y, masks, low, high, rp = setup(name, n)
+        model, layers, spec, x, y, masks, low, high, rp, canonizers = setup(name, n, canonized=not args.plain)
         plan = vector(rp)
+        # the worker's explainer model: the twin canonized once at start-up (same function)
+        if spec.canonize:
+            from xaiopt.canonize import canonize
+
+            twin, _ = canonize(model, x[:1])
+            twin = twin.eval()
+            for p in twin.parameters():
+                p.requires_grad_(False)
+            twin_layers = resolve_groups(twin, x[:1], 3)
+        else:
+            twin, twin_layers = model, layers
         with torch.no_grad():
             logits = model(x)  # the worker's cached clean logits
         cache: dict = {}
         floor_cache: dict = {}
         floor_passes(model, x, y, rp, args.budget, {}, floor_cache)  # tunes its chunk size
-        xaiopt_trial(model, layers, spec, x, y, masks, low, high, logits, cache, args.budget, plan, {})  # warm-up
+        xaiopt_trial(twin, twin_layers, spec, x, y, masks, low, high, logits, cache, args.budget, plan, {})  # warm-up
         best = {"xaiopt": ({}, float("inf")), "quantus": ({}, float("inf")), "floor": ({}, float("inf"))}
         for rep in range(args.repeat):
             for side in ("xaiopt", "quantus", "floor"):
@@ -244,17 +284,18 @@ def main() -> None:
                 t = time.perf_counter()
                 if side == "xaiopt":
                     with profiled(args.profile and rep == 0, f"xaiopt trial, {name}"):
-                        xaiopt_trial(model, layers, spec, x, y, masks, low, high, logits, cache, args.budget, plan,
-                                     seconds)
+                        xaiopt_trial(twin, twin_layers, spec, x, y, masks, low, high, logits, cache, args.budget,
+                                     plan, seconds)
                 elif side == "quantus":
-                    quantus_trial(model, layers, spec, x, y, masks, low, high, plan, seconds)
+                    quantus_trial(model, layers, spec, x, y, masks, low, high, plan, seconds, canonizers)
                 else:
                     floor_passes(model, x, y, rp, args.budget, seconds, floor_cache)
                 total = time.perf_counter() - t
                 if total < best[side][1]:
                     best[side] = (seconds, total)
         (xs, xt), (qs, qt), (fs, ft) = best["xaiopt"], best["quantus"], best["floor"]
-        print(f"\n{name}: N={n}, {tuple(x.shape[1:])}, region perturbation patch {rp['patch_size']} / "
+        kind = "canonized" if spec.canonize else "plain"
+        print(f"\n{name}: N={n}, {tuple(x.shape[1:])}, {kind} explainer, region perturbation patch {rp['patch_size']} / "
               f"{rp['regions']} regions; seconds per trial (best of {args.repeat})")
         print(f"  {'part':26s} {'xaiopt':>9s} {'quantus':>9s}")
         for key in ["attribution"] + [p[0] for p in plan]:

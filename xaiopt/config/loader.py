@@ -60,7 +60,9 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         msg = e["msg"]
         if msg.startswith("Value error, "):
             msg = msg[len("Value error, "):]
-        if "input" in e and e["type"] not in ("value_error", "assertion_error", "missing") and not isinstance(e["input"], (dict, list)):
+        # pydantic's type errors do not say what was given; our own value errors already do
+        shows_input = e["type"] not in ("value_error", "assertion_error", "missing")
+        if shows_input and "input" in e and not isinstance(e["input"], (dict, list)):
             msg = f"{msg}, got {e['input']!r}"
     extra = f" (and {len(err.errors()) - 1} more problem(s))" if len(err.errors()) > 1 else ""
     return f"{source}: {field}: {msg}{extra}"
