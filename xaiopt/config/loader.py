@@ -14,6 +14,12 @@ from xaiopt.errors import ConfigError
 
 
 _TAGGED_FIELDS = ("gamma", "epsilon", "layer_groups")
+# what a tagged field accepts, for a value of the wrong kind altogether
+_FORMS = {
+    "gamma": "a list of values or {low, high, log}",
+    "epsilon": "a list of values or {low, high, log}",
+    "layer_groups": "an integer (automatic conv groups) or a list of {name, modules}",
+}
 
 
 def _model_at(root: type[BaseModel], loc: tuple[Any, ...]) -> type[BaseModel] | None:
@@ -56,6 +62,9 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         valid = ", ".join(owner.model_fields) if owner else "see the documentation"
         msg = f"unknown key {loc[-1]!r} (valid: {valid})"
         field = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int)) or "(top level)"
+    elif len(raw) >= 2 and raw[-2] in _FORMS and raw[-1] in ("choices", "range", "auto", "explicit") \
+            and e["type"].endswith("_type"):
+        msg = f"expected {_FORMS[raw[-2]]}, got {e.get('input')!r}"
     else:
         msg = e["msg"]
         if msg.startswith("Value error, "):
