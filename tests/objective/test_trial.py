@@ -112,3 +112,22 @@ def test_sampler_params_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="nsga2 takes no argument 'populaton_size' \\(valid: population_size"):
         create_study(cfg, storage=f"sqlite:///{tmp_path / 'x.db'}")
     assert not (tmp_path / "x.db").exists()
+
+
+def test_a_point_proposed_again_reuses_the_finished_values(tmp_path):
+    # one rule, one first layer, canonize fixed: the space has 4 points, so 8 trials repeat some
+    cfg = {**CFG, "sampler": "random",
+           "space": {"layer_groups": 1, "rules": ["gamma"], "gamma": [0.25, 1.0], "first_layer": ["zbox"],
+                     "canonize": [True, False], "overrides": {"classifier": {"rules": ["epsilon"], "epsilon": [1e-6]}}}}
+    storage = f"sqlite:///{tmp_path / 'dup.db'}"
+    create_study(parse_config(cfg), storage=storage)
+    optimize("t", storage=storage, n_trials=8, device="cpu")
+    trials = optuna.load_study(study_name="t", storage=storage).trials
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
+    dups = [t for t in trials if "duplicate_of" in t.user_attrs]
+    assert dups and len({t.user_attrs["explainer_text"] for t in trials}) == len(trials) - len(dups)
+    for t in dups:
+        first = trials[t.user_attrs["duplicate_of"]]
+        assert "duplicate_of" not in first.user_attrs and first.number < t.number
+        assert first.user_attrs["explainer"] == t.user_attrs["explainer"]
+        assert first.values == t.values
