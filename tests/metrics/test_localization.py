@@ -34,6 +34,21 @@ def test_relevance_mass_accuracy_hand(hand_ctx):
     assert math.isnan(s[2].item())
 
 
+def test_relevance_mass_accuracy_counts_positive_relevance_only(hand_ctx):
+    a = torch.zeros(3, 1, 16, 16)
+    a[0, 0, :4, :4] = 2.0 / 16          # inside: +2 in all
+    a[0, 0, 8:12, 8:12] = -1.5 / 16     # outside: -1.5 in all
+    a[1, 0, 8:12, 8:12] = -1.0          # no positive relevance at all
+    a[2] = 1.0
+    hand_ctx.attributions = a
+    s = get_metric("relevance_mass_accuracy")(hand_ctx)
+    assert s[0].item() == pytest.approx(1.0)
+    assert s[1].item() == 0.0
+    assert math.isnan(s[2].item())      # empty mask
+    signed = get_metric("relevance_mass_accuracy")(hand_ctx, positive=False)
+    assert signed[0].item() == pytest.approx(2.0 / 0.5)   # Quantus's signed ratio leaves [0, 1]
+
+
 def test_relevance_rank_accuracy_hand(hand_ctx):
     s = get_metric("relevance_rank_accuracy")(hand_ctx)
     assert s[0].item() == pytest.approx(1.0)
@@ -55,9 +70,16 @@ def test_pointing_game_hand(hand_ctx):
         ("relevance_rank_accuracy", quantus.RelevanceRankAccuracy, {}),
         ("relevance_mass_accuracy", quantus.RelevanceMassAccuracy, {}),
         ("relevance_mass_accuracy", quantus.RelevanceMassAccuracy, {"abs": True}),
+        ("relevance_mass_accuracy_positive", quantus.RelevanceMassAccuracy, {"abs": True}),
         ("pointing_game", quantus.PointingGame, {}),
     ],
 )
 def test_agrees_with_quantus(ctx, name, cls, kwargs):
     theirs = cls(**kwargs, **PER_SAMPLE)(**numpy_batch(ctx), s_batch=ctx.masks.numpy())
-    assert_close(get_metric(name)(ctx, **kwargs), np.asarray(theirs, dtype=float))
+    ours = dict(kwargs)
+    if name == "relevance_mass_accuracy":
+        ours["positive"] = False  # Quantus sums signed relevance
+    elif name == "relevance_mass_accuracy_positive":
+        # with abs the maps are non-negative: counting positive relevance only changes nothing
+        name = "relevance_mass_accuracy"
+    assert_close(get_metric(name)(ctx, **ours), np.asarray(theirs, dtype=float))

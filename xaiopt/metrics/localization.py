@@ -53,14 +53,23 @@ def relevance_rank_accuracy(ctx: MetricContext, *, abs: bool, normalise: bool) -
     direction="maximize",
     needs_masks=True,
     passes="none",
+    positive=Param(True, doc="count positive relevance only, as Arras et al. define it: the score stays in "
+                             "[0, 1] (0 for a map without positive relevance); False: signed sums, as Quantus"),
     abs=_ABS,
     normalise=_NORMALISE,
 )
-def relevance_mass_accuracy(ctx: MetricContext, *, abs: bool, normalise: bool) -> Tensor:
+def relevance_mass_accuracy(ctx: MetricContext, *, positive: bool, abs: bool, normalise: bool) -> Tensor:
     """Relevance inside the mask divided by total relevance (Arras et al. 2021). NaN for an empty mask."""
     a, s = _flat(ctx, abs, normalise)
     a = a.double()
-    score = (a * s).sum(-1) / a.sum(-1)
+    if positive:
+        # signed sums explode when a map's total is near zero: a pathological explanation would
+        # score far above 1 and dominate the Pareto front
+        a = a.clamp(min=0)
+        total = a.sum(-1)
+        score = torch.where(total > 0, (a * s).sum(-1) / total.clamp(min=torch.finfo(a.dtype).tiny), 0.0)
+    else:
+        score = (a * s).sum(-1) / a.sum(-1)
     return _nan_where_empty(score, s)
 
 
