@@ -79,6 +79,20 @@ def test_torchvision_models_load_with_random_weights() -> None:
         assert model(torch.zeros(1, 3, 64, 64)).shape == (1, 3)
 
 
+def test_torchvision_random_weights_are_the_same_in_every_process() -> None:
+    # several workers of one study each load the model: they must get the same function
+    torch.manual_seed(123)
+    before = torch.random.get_rng_state()
+    a = load_model("torchvision:resnet18", num_classes=3)
+    torch.manual_seed(999)
+    b = load_model("torchvision:resnet18", num_classes=3)
+    for (name, pa), pb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(pa, pb), name
+    torch.manual_seed(123)
+    load_model("torchvision:resnet18", num_classes=3)
+    assert torch.equal(torch.random.get_rng_state(), before)
+
+
 def test_module_callables_are_imported_and_called() -> None:
     model = load_model("module:xaiopt.zoo.benchmark_models:BenchmarkVGG", num_classes=3)
     assert not model.training

@@ -60,7 +60,12 @@ def load_model(
     loader = _SCHEMES.get(scheme)
     if loader is None or not rest:
         raise UnknownNameError(f"model {name!r} is unknown; valid: {_SCHEME_HELP}")
-    return loader(rest, cache_dir, num_classes, weights).eval().cpu()
+    # random initialisations are seeded: every worker process of a study must explain the same
+    # model, and the caller's own RNG stream is left as it was
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = loader(rest, cache_dir, num_classes, weights)
+    return model.eval().cpu()
 
 
 @_scheme("benchmark")
