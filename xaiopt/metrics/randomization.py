@@ -62,6 +62,32 @@ def random_logit(
     return ssim(a, a_off, win_size=win_size, spatial_dims=2)
 
 
+_HOOK_DICTS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks", "_forward_hooks_with_kwargs",
+               "_forward_hooks_always_called", "_backward_pre_hooks", "_backward_hooks", "_state_dict_hooks",
+               "_state_dict_pre_hooks", "_load_state_dict_pre_hooks", "_load_state_dict_post_hooks")
+
+
+def copy_without_hooks(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` without the hooks registered on it.
+
+    During a trial the explainer's composite is registered on ``ctx.model``; a plain deepcopy would
+    copy its hooks (and the tensors they keep from the last pass) into the copy, which then carries
+    two sets of rules once ``explain_with`` registers its own.
+    """
+    saved = []
+    for module in model.modules():
+        hooks = {name: getattr(module, name) for name in _HOOK_DICTS if hasattr(module, name)}
+        saved.append((module, hooks))
+        for name, value in hooks.items():
+            setattr(module, name, type(value)())
+    try:
+        return copy.deepcopy(model)
+    finally:
+        for module, hooks in saved:
+            for name, value in hooks.items():
+                setattr(module, name, value)
+
+
 def _randomised_states(ctx: MetricContext, seed: int) -> list[tuple[str, dict[str, Tensor]]]:
     """Per module with ``reset_parameters`` (in ``named_modules`` order): its freshly reset state.
 
@@ -71,7 +97,7 @@ def _randomised_states(ctx: MetricContext, seed: int) -> list[tuple[str, dict[st
     """
     key = ("mprt_states", id(ctx.model), seed, str(ctx.device))
     if key not in ctx.cache:
-        scratch = copy.deepcopy(ctx.model).cpu()
+        scratch = copy_without_hooks(ctx.model).cpu()
         states = []
         for name, module in scratch.named_modules():
             if not hasattr(module, "reset_parameters"):
@@ -108,7 +134,7 @@ def mprt_layer_scores(
         states = states[::-1]
     work_key = ("mprt_model", id(ctx.model), str(ctx.device))
     if work_key not in ctx.cache:
-        ctx.cache[work_key] = copy.deepcopy(ctx.model)
+        ctx.cache[work_key] = copy_without_hooks(ctx.model)
     work: nn.Module = ctx.cache[work_key]
     original = ctx.model.state_dict()
     work.load_state_dict(original)
@@ -122,7 +148,8 @@ def mprt_layer_scores(
             if layer_order == "independent":
                 work.load_state_dict(original)
             work.get_submodule(name).load_state_dict(state)
-            a_r = map_chunks(ctx.n, chunk_size(ctx, ctx.n), lambda s, e: ctx.explain_with(work, x[s:e], y[s:e]).detach())
+            a_r = map_chunks(ctx.n, chunk_size(ctx, ctx.n),
+                             lambda s, e: ctx.explain_with(work, x[s:e], y[s:e]).detach())
             a_r = prepare(a_r, abs=abs, normalise=normalise).reshape(ctx.n, -1)
             rows.append(sim(a, a_r))
     finally:
