@@ -122,9 +122,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         loaded = create_study(cfg, name=name, storage=args.storage)
         print(f"created study {name!r} in {_redact(loaded.storage_url)}", file=sys.stderr)
-    except StudyError:
-        if not args.resume:
+    except StudyError as err:
+        if "already exists" not in str(err):
             raise
+        if not args.resume:
+            raise StudyError(f"{err}; or continue it with `xaiopt run {args.config} --resume`") from None
         loaded = load_study(name, storage=args.storage)
     optimize(name, storage=args.storage or loaded.storage_url, n_trials=args.n_trials, device=args.device,
              progress=sys.stderr.isatty())

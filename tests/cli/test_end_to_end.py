@@ -154,6 +154,7 @@ def test_user_mistakes_are_one_line_exit_2(tmp_path, study_file, capsys, monkeyp
     assert code == 0
     capsys.readouterr()
     assert "already exists" in one_line_error(capsys, "study", "create", str(study_file), "--storage", storage)
+    assert "--resume" in one_line_error(capsys, "run", str(study_file), "--storage", storage)
     assert "study 'other' does not exist" in one_line_error(capsys, "study", "optimize", "other", "--n-trials", "1",
                                                             "--storage", storage)
     assert "give --n-trials" in one_line_error(capsys, "study", "optimize", "e2e", "--storage", storage)
