@@ -86,7 +86,8 @@ def test_create_optimize_pareto_plot(tmp_path, study_file, capsys, monkeypatch):
     pngs = list(art_dir.rglob("*"))
     assert any(p.is_file() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)
     # the Pareto rows are exactly the non-dominated complete trials
-    assert sorted(r["number"] for r in rows) == sorted(t.number for t in study.best_trials)
+    assert sorted(r["number"] for r in rows) == sorted(
+        t.number for t in study.best_trials if "duplicate_of" not in t.user_attrs)
 
     out_html = tmp_path / "front.html"
     code, out, err = run(capsys, "study", "plot", "e2e", "--out", str(out_html), "--storage", storage)

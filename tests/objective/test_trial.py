@@ -131,3 +131,7 @@ def test_a_point_proposed_again_reuses_the_finished_values(tmp_path):
         assert "duplicate_of" not in first.user_attrs and first.number < t.number
         assert first.user_attrs["explainer"] == t.user_attrs["explainer"]
         assert first.values == t.values
+    from xaiopt.study import load_study, pareto_rows
+
+    listed = [r["number"] for r in pareto_rows(load_study("t", storage=storage))]
+    assert listed and not set(listed) & {t.number for t in dups}

@@ -28,9 +28,11 @@ def trial_row(t: FrozenTrial, metric_names: list[str]) -> dict[str, Any]:
 
 
 def pareto_rows(loaded: LoadedStudy) -> list[dict[str, Any]]:
-    """The Pareto-optimal complete trials, by trial number."""
+    """The Pareto-optimal complete trials, by trial number (a repeat of an earlier trial's
+    configuration, marked ``duplicate_of``, is listed once, under the earlier trial)."""
     names = loaded.metric_names
     best = loaded.study.best_trials if loaded.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) else []
+    best = [t for t in best if "duplicate_of" not in t.user_attrs]
     return [trial_row(t, names) for t in sorted(best, key=lambda t: t.number)]
 
 
