@@ -114,47 +114,44 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from xaiopt.config import load_config
-    from xaiopt.errors import StudyError
-    from xaiopt.study import create_study, load_study, optimize
+    from xaiopt.errors import StudyExistsError
+    from xaiopt.study import create_study, optimize
 
     cfg = load_config(args.config)
     name = args.name or cfg.name
+    storage = args.storage
     try:
-        loaded = create_study(cfg, name=name, storage=args.storage)
-        print(f"created study {name!r} in {_redact(loaded.storage_url)}", file=sys.stderr)
-    except StudyError as err:
-        if "already exists" not in str(err):
-            raise
+        created = create_study(cfg, name=name, storage=storage)
+        storage = storage or created.storage_url
+        print(f"created study {name!r} in {_redact(storage)}", file=sys.stderr)
+    except StudyExistsError as err:
         if not args.resume:
-            raise StudyError(f"{err}; or continue it with `xaiopt run {args.config} --resume`") from None
-        loaded = load_study(name, storage=args.storage)
-    optimize(name, storage=args.storage or loaded.storage_url, n_trials=args.n_trials, device=args.device,
-             progress=sys.stderr.isatty())
-    _print_pareto(name, args.storage or loaded.storage_url, "table")
+            raise StudyExistsError(f"{err}; or continue it with `xaiopt run {args.config} --resume`") from None
+    loaded = optimize(name, storage=storage, n_trials=args.n_trials, device=args.device,
+                      progress=sys.stderr.isatty())
+    _print_pareto(loaded, "table")
     if args.plot:
-        _plot(name, args.storage or loaded.storage_url, args.plot)
+        _plot(loaded, args.plot)
     return 0
 
 
-def _print_pareto(name: str, storage: str | None, fmt: str) -> None:
-    from xaiopt.study import load_study, pareto_rows, render
+def _print_pareto(loaded, fmt: str) -> None:
+    from xaiopt.study import pareto_rows, render
 
-    loaded = load_study(name, storage=storage)
     rows = pareto_rows(loaded)
     directions = [d.name.lower() for d in loaded.study.directions]
     print(render(rows, loaded.metric_names, directions, fmt))
 
 
-def _plot(name: str, storage: str | None, out: str) -> None:
+def _plot(loaded, out: str) -> None:
     from pathlib import Path
 
     from xaiopt.errors import ConfigError
     from xaiopt.report import write_pareto_html
-    from xaiopt.study import load_study
 
     if not Path(out).resolve().parent.is_dir():
         raise ConfigError(f"--out: directory {Path(out).parent} does not exist")
-    path = write_pareto_html(load_study(name, storage=storage), out)
+    path = write_pareto_html(loaded, out)
     print(f"wrote {path}", file=sys.stderr)
 
 
@@ -174,17 +171,16 @@ def _cmd_study(args: argparse.Namespace) -> int:
         print(f"created study {loaded.study.study_name!r} in {_redact(loaded.storage_url)} "
               f"(metrics: {', '.join(loaded.metric_names)}{budget}{extra})")
     elif args.action == "optimize":
-        st.optimize(args.name, storage=args.storage, n_trials=args.n_trials, device=args.device,
-                    progress=not args.no_progress, timeout=args.timeout)
-        loaded = st.load_study(args.name, storage=args.storage)
+        loaded = st.optimize(args.name, storage=args.storage, n_trials=args.n_trials, device=args.device,
+                             progress=not args.no_progress, timeout=args.timeout)
         counts: dict[str, int] = {}
         for t in loaded.study.get_trials(deepcopy=False):
             counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
         print(f"study {args.name!r}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), file=sys.stderr)
     elif args.action == "pareto":
-        _print_pareto(args.name, args.storage, args.format)
+        _print_pareto(st.load_study(args.name, storage=args.storage), args.format)
     elif args.action == "plot":
-        _plot(args.name, args.storage, args.out)
+        _plot(st.load_study(args.name, storage=args.storage), args.out)
     elif args.action == "export":
         from xaiopt.study.export import export_composite
 

@@ -23,5 +23,9 @@ class StudyError(XaioptError):
     """A study that exists when it must not, or does not when it must; storage that cannot be opened."""
 
 
+class StudyExistsError(StudyError):
+    """A study of that name is already in the storage (``xaiopt run --resume`` continues it)."""
+
+
 class TrialFailed(Exception):
     """A trial cannot produce a valid metric vector (NaN/inf); it fails, the study goes on."""

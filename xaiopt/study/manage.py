@@ -17,7 +17,7 @@ import torch
 
 from xaiopt import __version__
 from xaiopt.config import StudyConfig, config_to_dict, parse_config
-from xaiopt.errors import ConfigError, StudyError
+from xaiopt.errors import ConfigError, StudyError, StudyExistsError
 from xaiopt.objective import get_benchmark, metric_directions, metric_plan
 from xaiopt.space import SearchSpace
 from xaiopt.study.baselines import BASELINE_ATTR, baseline_trials
@@ -163,7 +163,7 @@ def _baseline_queue(cfg: StudyConfig, groups: dict[str, list[str]]) -> list[tupl
 
 def _refuse_existing(rdb, name: str, url: str) -> None:
     if name in optuna.get_all_study_names(rdb):
-        raise StudyError(
+        raise StudyExistsError(
             f"study {name!r} already exists in {_where(url)} (choose another --name, or `xaiopt study delete {name}`)"
         )
 
@@ -180,11 +180,13 @@ def load_study(name: str, *, storage: str | None = None, heartbeat: bool = False
     if name not in names:
         valid = ", ".join(names) if names else "none: create one with `xaiopt study create CONFIG`"
         raise StudyError(f"study {name!r} does not exist in {_where(url)} (studies there: {valid})")
-    if heartbeat and not is_sqlite(url):
-        rdb = open_storage(url, heartbeat_interval=_config_of(optuna.load_study(study_name=name, storage=rdb), name)
-                           .runtime.heartbeat_interval)
     study = optuna.load_study(study_name=name, storage=rdb)
-    return LoadedStudy(study=study, config=_config_of(study, name), storage_url=url)
+    config = _config_of(study, name)
+    if heartbeat and not is_sqlite(url):
+        # the heartbeat interval is the study's own setting: known only once its config is read
+        rdb = open_storage(url, heartbeat_interval=config.runtime.heartbeat_interval)
+        study = optuna.load_study(study_name=name, storage=rdb)
+    return LoadedStudy(study=study, config=config, storage_url=url)
 
 
 def _config_of(study: optuna.Study, name: str) -> StudyConfig:

@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-from optuna.trial import TrialState
-
 from xaiopt.study.manage import LoadedStudy
 from xaiopt.study.worker import run_worker
-
-# the states of the trials that count against a study's trial budget once finished; stale
-# originals that were re-queued and trials refused as over budget are left out (see worker.py)
-BUDGET_STATES = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
 def optimize(
