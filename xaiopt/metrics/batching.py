@@ -59,18 +59,24 @@ def largest_activation_bytes(model: nn.Module, x: Tensor) -> int:
     return max(sizes)
 
 
-def chunk_size(ctx, images: int) -> int:
-    """Images per forward pass or ``ctx.explain`` call: at most ``ctx.batch_budget`` (and ``images``).
+def images_per_pass(model: nn.Module, x: Tensor, *, budget: int, images: int, cache: dict) -> int:
+    """Images per forward pass or explain call of ``model`` on inputs shaped like ``x``: at most
+    ``budget`` (and ``images``).
 
     On the CPU, the largest power of two whose biggest activation fits ``CPU_CHUNK_BYTES`` (at
     least 1): bigger batches are slower per image there. On other devices the budget itself.
-    Measured once per worker (``ctx.cache``).
+    Measured once per worker (``cache``).
     """
-    budget = max(1, min(int(ctx.batch_budget), int(images)))
-    if ctx.device.type != "cpu":
+    budget = max(1, min(int(budget), int(images)))
+    if x.device.type != "cpu":
         return budget
-    key = ("xaiopt.metrics.activation_bytes", id(ctx.model), tuple(ctx.x.shape[1:]), ctx.x.dtype)
-    if key not in ctx.cache:
-        ctx.cache[key] = largest_activation_bytes(ctx.model, ctx.x)
-    fits = max(1, CPU_CHUNK_BYTES // max(1, ctx.cache[key]))
+    key = ("xaiopt.metrics.activation_bytes", id(model), tuple(x.shape[1:]), x.dtype)
+    if key not in cache:
+        cache[key] = largest_activation_bytes(model, x)
+    fits = max(1, CPU_CHUNK_BYTES // max(1, cache[key]))
     return min(budget, 1 << (fits.bit_length() - 1))
+
+
+def chunk_size(ctx, images: int) -> int:
+    """:func:`images_per_pass` for the metric context's model, inputs, budget and cache."""
+    return images_per_pass(ctx.model, ctx.x, budget=ctx.batch_budget, images=images, cache=ctx.cache)

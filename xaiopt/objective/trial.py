@@ -16,6 +16,7 @@ from optuna.trial import FrozenTrial, TrialState
 from xaiopt.config import StudyConfig
 from xaiopt.errors import TrialFailed
 from xaiopt.metrics import MetricContext, get_metric
+from xaiopt.metrics.batching import images_per_pass
 from xaiopt.objective.benchmark import Benchmark, get_benchmark
 from xaiopt.objective.explain import explainer_for
 from xaiopt.objective.heatmaps import save_heatmap_grid
@@ -60,9 +61,11 @@ class Objective:
         bench = self.bench
         budget = self.cfg.runtime.batch_budget
         model, layers = bench.model_for(spec.canonize)
+        # the trial's own attribution is chunked by the same rule as the metrics' passes
+        per_pass = images_per_pass(model, bench.x, budget=budget, images=len(bench.x), cache=bench.cache)
         seconds: dict[str, float] = {}
         values: dict[str, float] = {}
-        with explainer_for(spec, model, layers, low=bench.low, high=bench.high, batch_budget=budget) as explain:
+        with explainer_for(spec, model, layers, low=bench.low, high=bench.high, batch_budget=per_pass) as explain:
             t = time.perf_counter()
             attributions = explain(bench.x, bench.y)
             seconds["attribution"] = time.perf_counter() - t
