@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .edits import EditLog
+from .graph import has_own_forward, torch_base
 from .layers import BIAS_MAP_CONV, _BiasMapConv, _interior_bias
 
 CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -74,6 +75,10 @@ def can_merge_before(layer: nn.Module, channels: int) -> str | None:
     if isinstance(layer, CONV_TYPES):
         if isinstance(layer, _BiasMapConv):
             return "convolution already holds a merged batch norm"
+        if has_own_forward(layer):
+            # its forward may pad by itself (static "same" padding): a shift t of the input would
+            # then not be a constant bias at the borders, and a bias-map twin would drop the forward
+            return f"convolution {type(layer).__name__} has its own forward (padding unknown from the input side)"
         if layer.in_channels != channels:
             return f"convolution expects {layer.in_channels} channels, batch norm has {channels}"
         if isinstance(layer.padding, str) and layer.padding == "same" and layer.padding_mode == "zeros":
@@ -126,7 +131,7 @@ def merge_before(
         log.set_data(bias, new_bias)
         return "conv"
 
-    twin = BIAS_MAP_CONV[type(layer)](
+    twin = BIAS_MAP_CONV[torch_base(layer)](
         layer.in_channels,
         layer.out_channels,
         layer.kernel_size,

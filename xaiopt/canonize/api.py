@@ -8,27 +8,45 @@ import warnings
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
 
 from .canonizer import Changes, GraphCanonizer
+from .census import census
 from .report import CanonizationReport
 from .verify import verify_equivalence
 
 
-def _remaining_batch_norms(twin: nn.Module, instances: list[GraphCanonizer]) -> list[str]:
-    """Batch norms the twin still computes (those outside every canonized graph count as computed)."""
-    traced = [i for i in instances if i.graph is not None]
-    covered, names = set(), []
-    for instance in traced:
-        module_ids = {id(m) for m in instance.root.modules()}
-        covered |= module_ids
-        for node in instance.graph.nodes:
-            if node.op == "call_module" and isinstance(instance.root.get_submodule(node.target), _BatchNorm):
-                names.append(f"{instance.prefix}.{node.target}" if instance.prefix else node.target)
-    for name, module in twin.named_modules():
-        if isinstance(module, _BatchNorm) and id(module) not in covered:
-            names.append(name)
-    return names
+def _measure(report: CanonizationReport, model: nn.Module, twin: nn.Module, example: torch.Tensor) -> None:
+    """Fill the report's counts from running model and twin; a twin that still computes batch
+    norms or runs weighted layers outside modules is not canonized, whatever the graph said."""
+    before, after = census(model, example), census(twin, example)
+    report.batch_norms_before = len(before.batch_norms)
+    report.remaining_batch_norms = after.batch_norms
+    report.unhooked_layers = after.unhooked
+    problems = []
+    if after.batch_norms:
+        problems.append(f"the twin still computes {len(after.batch_norms)} of {len(before.batch_norms)} batch "
+                        f"norms (in {_names(after.batch_norms)})")
+    if after.unhooked:
+        problems.append(f"{len(after.unhooked)} conv/linear calls run outside any Conv/Linear module, where no "
+                        f"rule can attach ({_names(after.unhooked)})")
+    if problems and report.canonized:
+        report.canonized = False
+        report.reason = "; ".join(problems) + (f"; {report.reason}" if report.reason else "")
+
+
+def _names(items: list[str], limit: int = 6) -> str:
+    unique = list(dict.fromkeys(items))
+    return ", ".join(unique[:limit]) + (f", ... ({len(unique)} places)" if len(unique) > limit else "")
+
+
+def _example(model: nn.Module, example_input: torch.Tensor | None) -> torch.Tensor:
+    if example_input is not None:
+        return example_input
+    reference = next(iter(list(model.parameters()) + list(model.buffers())), None)
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 64, 64, generator=generator)  # the shape verify_equivalence defaults to
+    return x if reference is None else x.to(reference.device, reference.dtype if reference.is_floating_point()
+                                            else x.dtype)
 
 
 def canonize(
@@ -63,7 +81,8 @@ def canonize(
         reason = f"canonization of {name} failed ({type(error).__name__}: {str(error).strip()[:300]})"
         warnings.warn(f"xaiopt.canonize: {reason}; the model is used uncanonized", stacklevel=2)
         twin = copy.deepcopy(model).eval()
-        report = CanonizationReport(name, False, reason, remaining_batch_norms=_remaining_batch_norms(twin, []))
+        report = CanonizationReport(name, False, reason)
+        _measure(report, model, twin, _example(model, example_input))
         report.seconds = time.perf_counter() - start
         return twin, report
 
@@ -82,7 +101,7 @@ def canonize(
         warnings.warn(f"xaiopt.canonize: {reason}", stacklevel=2)
     report = CanonizationReport(
         name, canonized or not instances, reason,
-        changes.merges, changes.rewrites, changes.skipped, _remaining_batch_norms(twin, instances),
+        changes.merges, changes.rewrites, changes.skipped,
     )
     if verify:
         try:
@@ -94,7 +113,7 @@ def canonize(
             warnings.warn(f"xaiopt.canonize: {name} {failure}; the model is used uncanonized", stacklevel=2)
             twin = copy.deepcopy(model).eval()
             report.canonized, report.reason = False, failure
-            report.remaining_batch_norms = _remaining_batch_norms(twin, [])
+    _measure(report, model, twin, _example(model, example_input))
     report.seconds = time.perf_counter() - start
     return twin, report
 

@@ -26,6 +26,7 @@ from .affine import (
     why_not_mergeable,
 )
 from .edits import EditLog
+from .functional import modularize
 from .layers import Concat, GateMul, Sum, ThreshReLU
 
 MARKER = "_xaiopt_canonized"
@@ -195,6 +196,10 @@ class _Rewriter:
         self.new_names: set[str] = set()
 
     def run(self) -> None:
+        modularize(self)
+        self._drop_identities()
+        self.counts = g.call_counts(self.graph)
+        self.flow = g.TensorFlow(self.graph)
         for node in list(self.graph.nodes):
             if node.graph is not self.graph or node.op != "call_module":
                 continue
@@ -207,6 +212,16 @@ class _Rewriter:
                 self._concat(node)
             elif self.options["se_gate"] and g.mul_operands(node):
                 self._gate(node)
+
+    def _drop_identities(self) -> None:
+        """Identity and eval-mode dropout compute nothing; without them a batch norm's neighbours
+        are adjacent in the graph (timm's fused norms put ``self.drop`` between norm and activation)."""
+        for node in list(self.graph.nodes):
+            module = self._module(node)
+            identity = isinstance(module, nn.Identity) or (
+                isinstance(module, nn.modules.dropout._DropoutNd) and not module.training)
+            if identity and len(node.args) == 1 and not node.kwargs and isinstance(node.args[0], fx.Node):
+                self._drop(node)
 
     # -- helpers -----------------------------------------------------------------------------------
     def _module(self, node: fx.Node) -> nn.Module | None:
@@ -277,7 +292,7 @@ class _Rewriter:
             self.changes.merges.append(Merge(name, tuple(c.target for c in consumers), kind))
             return
 
-        users = list(node.users)
+        users = g.value_users(node, self.flow)
         relu_consumers: list[fx.Node] | str = "batch norm does not feed a ReLU"
         if len(users) == 1 and g.is_relu(self.root, users[0]):
             relu_consumers = self._consumers(users[0], scale.numel(), isinstance(bn, nn.BatchNorm1d))
@@ -299,16 +314,17 @@ class _Rewriter:
             return reason
         if self.counts[source.target] != 1:
             return f"layer '{source.target}' is called more than once"
-        if len(source.users) != 1:
+        if len(g.value_users(source, self.flow)) != 1:
             return f"output of '{source.target}' is also used elsewhere"
         return None
 
     def _consumers(self, node: fx.Node, channels: int, is_1d: bool, flattened: bool = False) -> list[fx.Node] | str:
         """The linear layers that consume ``node`` through affine-commuting ops only, or why not."""
         found: list[fx.Node] = []
-        if not node.users:
+        users = g.value_users(node, self.flow)
+        if not users:
             return "output unused"
-        for user in node.users:
+        for user in users:
             module = self._module(user)
             if isinstance(module, LINEAR_TYPES) and user.args == (node,) and not user.kwargs:
                 if self.counts[user.target] != 1:
@@ -357,6 +373,7 @@ class _Rewriter:
         module = ThreshReLU(threshold.to(dtype), direction.to(dtype))
         path = self._add_module(relu_node, f"{bn_node.target.rpartition('.')[2]}_threshrelu", module)
         self._replace(relu_node, path, (bn_node.args[0],))
+        bn_node.replace_all_uses_with(bn_node.args[0])  # shape queries: the same before and after
         self.graph.erase_node(bn_node)
         kinds = self._merge_into(consumers, eff_scale, eff_shift)
         kind = "threshrelu"

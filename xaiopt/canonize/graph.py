@@ -7,6 +7,8 @@ import operator
 import torch
 from torch import fx, nn
 from torch.nn import functional as F
+from torch.nn.modules.batchnorm import _BatchNorm
+from torch.nn.modules.conv import _ConvNd
 from zennit.layer import Sum
 
 from .layers import Concat, GateMul, ThreshReLU
@@ -14,11 +16,37 @@ from .layers import Concat, GateMul, ThreshReLU
 _OUR_LEAVES = (Sum, Concat, GateMul, ThreshReLU)
 
 
+def torch_base(module: nn.Module) -> type | None:
+    """The first class of ``type(module)``'s MRO that torch.nn defines (None for plain modules)."""
+    for cls in type(module).__mro__:
+        if cls.__module__.startswith("torch.nn.") and cls is not nn.Module:
+            return cls
+    return None
+
+
+def has_own_forward(module: nn.Module) -> bool:
+    """True for a subclass of a torch.nn layer that overrides ``forward`` (its own padding, ...)."""
+    base = torch_base(module)
+    return base is not None and type(module).forward is not base.forward
+
+
 class CanonizationTracer(fx.Tracer):
-    """fx tracer that keeps torch.nn modules and the canonization layers as leaves."""
+    """fx tracer whose leaves are the modules LRP rules and merges act on.
+
+    torch.nn modules and the canonization layers are leaves, and so is every subclass of a torch
+    Conv or Linear, wherever it is defined: a third-party convolution with its own forward (static
+    "same" padding, ...) stays one module, so a rule can attach to it and a merge edits its
+    parameters while its forward runs unchanged. A batch norm subclass stays a leaf unless it
+    overrides ``forward`` (a fused norm + activation such as timm's ``BatchNormAct2d``): that one is
+    traced into, and its functional ``batch_norm`` is turned back into a module by the rewriter.
+    """
 
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return isinstance(module, _OUR_LEAVES) or super().is_leaf_module(module, qualified_name)
+        if isinstance(module, _OUR_LEAVES) or isinstance(module, (_ConvNd, nn.Linear)):
+            return True
+        if isinstance(module, _BatchNorm):
+            return not has_own_forward(module)
+        return super().is_leaf_module(module, qualified_name)
 
 
 def trace(root: nn.Module) -> fx.Graph:
@@ -47,6 +75,11 @@ def owner_path(node: fx.Node) -> str:
     if node.op == "call_module" and paths and paths[-1] == node.target:
         paths = paths[:-1]
     return paths[-1] if paths else ""
+
+
+def value_users(node: fx.Node, flow: "TensorFlow") -> list[fx.Node]:
+    """The users of ``node`` that consume its values (not ``.size()``, ``.shape``, ``.ndim`` queries)."""
+    return [user for user in node.users if flow.tensor.get(user, True)]
 
 
 def describe(node: fx.Node) -> str:
@@ -176,6 +209,10 @@ def passthrough_kind(root: nn.Module, node: fx.Node, source: fx.Node) -> str | N
             return None
         if node.target in (F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d):
             return "pool"
+        if node.target in (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d):
+            return "pool" if _plain_average(node) else None
+        if node.target is torch.mean:
+            return "pool" if _spatial_mean(node) else None
         if node.target is torch.flatten:
             start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
             end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
@@ -184,8 +221,55 @@ def passthrough_kind(root: nn.Module, node: fx.Node, source: fx.Node) -> str | N
             training = node.args[2] if len(node.args) > 2 else node.kwargs.get("training", True)
             return "identity" if training is False else None
         return None
-    if node.op == "call_method" and node.target == "flatten" and node.args and node.args[0] is source:
+    if node.op != "call_method" or not node.args or node.args[0] is not source:
+        return None
+    if node.target == "flatten":
         start = node.args[1] if len(node.args) > 1 else node.kwargs.get("start_dim", 0)
         end = node.args[2] if len(node.args) > 2 else node.kwargs.get("end_dim", -1)
         return "flatten" if (start, end) == (1, -1) else None
+    if node.target == "mean":
+        return "pool" if _spatial_mean(node) else None
+    if node.target in ("view", "reshape") and _batch_flatten(node):
+        return "flatten"
     return None
+
+
+def _argument(node: fx.Node, index: int, name: str, default):
+    return node.args[index] if len(node.args) > index else node.kwargs.get(name, default)
+
+
+def _plain_average(node: fx.Node) -> bool:
+    """F.avg_poolNd without zero padding counted into the average (so it commutes with x -> s x + t)."""
+    padding = _argument(node, 3, "padding", 0)
+    count_include_pad = _argument(node, 5, "count_include_pad", True)
+    divisor = _argument(node, 6, "divisor_override", None)
+    paddings = padding if isinstance(padding, (tuple, list)) else (padding,)
+    if divisor is not None or not all(isinstance(p, int) for p in paddings):
+        return False
+    return all(p == 0 for p in paddings) or count_include_pad is False
+
+
+def _spatial_mean(node: fx.Node) -> bool:
+    """``x.mean(dims)`` over spatial dimensions only (never the batch or channel dimension)."""
+    dims = _argument(node, 1, "dim", None)
+    if dims is None:
+        return False
+    dims = tuple(dims) if isinstance(dims, (tuple, list)) else (dims,)
+    return bool(dims) and all(isinstance(d, int) and (d >= 2 or d < 0) for d in dims) and not node.kwargs.get("dtype")
+
+
+def _batch_flatten(node: fx.Node) -> bool:
+    """``x.view(x.size(0), -1)`` / ``x.reshape(n, -1)``: the batch dimension kept, the rest flattened."""
+    shape = node.args[1:]
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    if len(shape) != 2 or shape[1] != -1 or node.kwargs:
+        return False
+    batch = shape[0]
+    if isinstance(batch, fx.Node):  # x.size(0) or x.shape[0]
+        if batch.op == "call_method" and batch.target == "size":
+            return tuple(batch.args[1:]) == (0,)
+        if batch.op == "call_function" and batch.target is operator.getitem:
+            return batch.args[1] == 0
+        return False
+    return isinstance(batch, int)

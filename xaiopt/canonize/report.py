@@ -14,8 +14,12 @@ class CanonizationReport:
     """The record of one :func:`xaiopt.canonize.canonize` call.
 
     ``canonized`` is False when the twin is an unchanged copy (model not traceable, or the check
-    failed); ``reason`` then says why. ``remaining_batch_norms`` lists batch norms still computed
-    by the twin.
+    failed), or when running the twin shows batch norms still computed or conv/linear calls outside
+    any Conv/Linear module; ``reason`` then says why. The counts are measured on a forward pass
+    (:func:`xaiopt.canonize.census.census`), never read off the graph: ``remaining_batch_norms``
+    has one entry per batch-norm call of the twin (the module whose forward made it),
+    ``unhooked_layers`` one per conv/linear call that no rule can attach to,
+    ``batch_norms_before`` counts the model's own batch-norm calls.
     """
 
     model: str
@@ -25,6 +29,8 @@ class CanonizationReport:
     rewrites: list[Rewrite] = field(default_factory=list)
     skipped: list[Skip] = field(default_factory=list)
     remaining_batch_norms: list[str] = field(default_factory=list)
+    unhooked_layers: list[str] = field(default_factory=list)
+    batch_norms_before: int = 0
     equivalence: Equivalence | None = None
     seconds: float = 0.0
 
@@ -62,8 +68,13 @@ class CanonizationReport:
         lines += [f"    {r.kind}: {r.module}  {r.detail}".rstrip() for r in self.rewrites]
         lines.append(f"  left alone ({len(self.skipped)}):")
         lines += [f"    {s.target or '<model>'}: {s.reason}" for s in self.skipped]
+        lines.append(f"  batch norms computed (measured): {self.batch_norms_before} in the model, "
+                     f"{len(self.remaining_batch_norms)} in the twin")
         if self.remaining_batch_norms:
-            lines.append(f"  batch norms still computed: {', '.join(self.remaining_batch_norms)}")
+            lines.append(f"  batch norms still computed: {', '.join(dict.fromkeys(self.remaining_batch_norms))}")
+        if self.unhooked_layers:
+            lines.append(f"  conv/linear calls outside any module ({len(self.unhooked_layers)}): "
+                         f"{', '.join(dict.fromkeys(self.unhooked_layers))}")
         if self.equivalence is not None:
             lines.append(f"  check: {self.equivalence}")
         return "\n".join(lines)
