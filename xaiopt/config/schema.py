@@ -236,7 +236,7 @@ class SpaceConfig(RuleChoice):
 
 
 class ModelConfig(_Strict):
-    """The model to explain: ``benchmark:vgg``, ``torchvision:resnet18``, ``module:pkg.mod:fn``."""
+    """The model to explain: ``benchmark:vgg``, ``torchvision:resnet18``, ``timm:resnet18``, ``module:pkg.mod:fn``."""
 
     name: str = "benchmark:vgg"
     weights: str | None = None
@@ -246,9 +246,10 @@ class ModelConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not re.match(r"^(benchmark:\w+|torchvision:\w+|module:[\w.]+:\w+)$", v):
+        if not re.match(r"^(benchmark:\w+|torchvision:\w+|timm:\w+(\.\w+)?|module:[\w.]+:\w+)$", v):
             raise ValueError(
-                f"model {v!r} is not of the form benchmark:NAME, torchvision:NAME or module:PKG.MOD:CALLABLE"
+                f"model {v!r} is not of the form benchmark:NAME, torchvision:NAME, timm:NAME[.TAG] "
+                f"or module:PKG.MOD:CALLABLE"
             )
         return v
 

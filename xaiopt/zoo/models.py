@@ -6,6 +6,9 @@ Names are ``<scheme>:<rest>``; each scheme is a small loader in a registry:
   (``weights=None`` or ``"trained"``), or freshly initialised with a fixed seed (``"random"``).
 - ``torchvision:<name>``: :func:`torchvision.models.get_model`; random weights unless ``weights``
   names torchvision weights (e.g. ``"DEFAULT"``; may download).
+- ``timm:<name>[.<tag>]``: :func:`timm.create_model` (optional dependency); random weights unless
+  ``weights`` is ``"pretrained"`` (from the local Hugging Face cache only, never downloaded) or a
+  state dict file; see :mod:`xaiopt.zoo.timm_models`.
 - ``module:<pkg.mod>:<callable>``: imports ``pkg.mod`` and calls the callable, passing
   ``num_classes`` and ``weights`` as keyword arguments when they are given.
 """
@@ -24,10 +27,13 @@ from xaiopt.errors import ConfigError, UnknownNameError
 from xaiopt.zoo import synthetic
 from xaiopt.zoo.benchmark_models import architecture_names, build_benchmark_model
 from xaiopt.zoo.cache import load_trained
+from xaiopt.zoo.timm_models import load_timm_model
 
 _Loader = Callable[[str, str | os.PathLike[str] | None, int | None, str | None], nn.Module]
 _SCHEMES: dict[str, _Loader] = {}
-_SCHEME_HELP = "benchmark:<vgg|resnet|densenet>, torchvision:<name>, module:<pkg.mod>:<callable>"
+_SCHEME_HELP = (
+    "benchmark:<vgg|resnet|densenet>, torchvision:<name>, timm:<name>[.<tag>], module:<pkg.mod>:<callable>"
+)
 
 
 def _scheme(name: str) -> Callable[[_Loader], _Loader]:
@@ -115,6 +121,13 @@ def _torchvision(
         raise ConfigError(
             f"model 'torchvision:{model_name}' with weights={weights!r}, num_classes={num_classes}: {error}"
         ) from None
+
+
+@_scheme("timm")
+def _timm(
+    model_name: str, cache_dir: str | os.PathLike[str] | None, num_classes: int | None, weights: str | None
+) -> nn.Module:
+    return load_timm_model(model_name, num_classes=num_classes, weights=weights)
 
 
 @_scheme("module")
