@@ -186,6 +186,10 @@ class GraphCanonizer(Canonizer):
         self.log.undo()
 
 
+def _out_channels(layer: nn.Module) -> int:
+    return layer.out_features if isinstance(layer, nn.Linear) else layer.out_channels
+
+
 class _Rewriter:
     """One pass over a traced graph: edits the graph, the model and the change record together."""
 
@@ -283,6 +287,16 @@ class _Rewriter:
             self._drop(node)
             self.changes.merges.append(Merge(name, (source.target,), "after"))
             return
+        parts = self._concat_parts(source, scale.numel())
+        if self.options["merge_after"] and isinstance(parts, list):
+            start = 0
+            for part in parts:
+                width = _out_channels(self._module(part))
+                merge_after(self._module(part), scale[start:start + width], shift[start:start + width], self.log)
+                start += width
+            self._drop(node)
+            self.changes.merges.append(Merge(name, tuple(p.target for p in parts), "after_concat"))
+            return
 
         consumers = self._consumers(node, scale.numel(), isinstance(bn, nn.BatchNorm1d))
         if self.options["merge_before"] and isinstance(consumers, list):
@@ -317,6 +331,21 @@ class _Rewriter:
         if len(g.value_users(source, self.flow)) != 1:
             return f"output of '{source.target}' is also used elsewhere"
         return None
+
+    def _concat_parts(self, source: fx.Node, channels: int) -> list[fx.Node] | str:
+        """The layers whose outputs ``torch.cat(..., 1)`` joins into ``source`` (mixed kernel sizes,
+        grouped branches), when each feeds only the concatenation; a batch norm after it splits."""
+        if not isinstance(source, fx.Node) or not g.cat_operands(source):
+            return "input is not a concatenation"
+        tensors, dim = g.cat_operands(source)
+        if dim != 1 or len(g.value_users(source, self.flow)) != 1:
+            return "concatenation is not along channels or is also used elsewhere"
+        for part in tensors:
+            if self._why_not_after(part) is not None or tensors.count(part) != 1:
+                return f"concatenated {g.describe(part)} is not a layer feeding only the concatenation"
+        if sum(_out_channels(self._module(p)) for p in tensors) != channels:
+            return "concatenated channels do not add up to the batch norm's"
+        return tensors
 
     def _consumers(self, node: fx.Node, channels: int, is_1d: bool, flattened: bool = False) -> list[fx.Node] | str:
         """The linear layers that consume ``node`` through affine-commuting ops only, or why not."""

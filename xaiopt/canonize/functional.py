@@ -123,11 +123,12 @@ def _weighted(rw: "_Rewriter", node: fx.Node, kind: str) -> None:
         return
     weight = _attribute(rw.root, bound["weight"])
     bias = _attribute(rw.root, bound["bias"]) if bound["bias"] is not None else None
-    if weight is None or not isinstance(weight[2], nn.Parameter) or (
-            bound["bias"] is not None and (bias is None or not isinstance(bias[2], nn.Parameter))):
-        rw._skip(_where(node), f"{what}: its weight is computed, not a module's parameter; no rule can reach it")
+    if weight is None or (bound["bias"] is not None and bias is None):
+        rw._skip(_where(node), f"{what}: its weight is computed, not a module's tensor; no rule can reach it")
         return
-    tensor = weight[2]
+    # a fixed filter held as a buffer (anti-aliasing blur pools) becomes a frozen parameter on the
+    # same storage: a linear layer all the same, which a rule must be able to reach
+    tensor, bias_tensor = (_as_parameter(t) for t in (weight[2], bias[2] if bias is not None else None))
     if is_conv:
         options = {k: bound[k] for k in ("stride", "padding", "dilation", "groups")}
         if any(isinstance(v, fx.Node) for v in options.values()) or not isinstance(options["groups"], int):
@@ -139,10 +140,16 @@ def _weighted(rw: "_Rewriter", node: fx.Node, kind: str) -> None:
     else:
         module = nn.Linear(tensor.shape[1], tensor.shape[0], bias=False, device=tensor.device, dtype=tensor.dtype)
     module._parameters["weight"] = tensor
-    module._parameters["bias"] = bias[2] if bias is not None else None
+    module._parameters["bias"] = bias_tensor
     path = rw._add_module(node, f"canonizer_{kind}", module)
     rw._replace(node, path, (bound["input"],))
     rw.changes.rewrites.append(_rewrite(f"functional_{kind}", path, f"on '{weight[0] or '<model>'}.{weight[1]}'"))
+
+
+def _as_parameter(tensor: torch.Tensor | None) -> nn.Parameter | None:
+    if tensor is None or isinstance(tensor, nn.Parameter):
+        return tensor
+    return nn.Parameter(tensor, requires_grad=False)
 
 
 def _rewrite(kind: str, module: str, detail: str):
