@@ -124,6 +124,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         created = create_study(cfg, name=name, storage=storage)
         storage = storage or created.storage_url
         print(f"created study {name!r} in {_redact(storage)}", file=sys.stderr)
+        _print_evaluation(created, sys.stderr)
     except StudyExistsError as err:
         if not args.resume:
             raise StudyExistsError(f"{err}; or continue it with `xaiopt run {args.config} --resume`") from None
@@ -133,6 +134,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.plot:
         _plot(loaded, args.plot)
     return 0
+
+
+def _print_evaluation(loaded, out) -> None:
+    # the accuracy of the batch against its targets: at chance, the study explains the wrong classes
+    from xaiopt.study.manage import EVAL_ATTR, describe_evaluation
+
+    summary = loaded.study.user_attrs.get(EVAL_ATTR)
+    if summary is None:
+        return
+    line, warning = describe_evaluation(summary)
+    print(line, file=out)
+    if warning is not None:
+        print(f"xaiopt: {warning}", file=sys.stderr)
 
 
 def _print_pareto(loaded, fmt: str) -> None:
@@ -170,6 +184,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         extra = f", baselines: {', '.join(queued)}" if queued else ""
         print(f"created study {loaded.study.study_name!r} in {_redact(loaded.storage_url)} "
               f"(metrics: {', '.join(loaded.metric_names)}{budget}{extra})")
+        _print_evaluation(loaded, sys.stdout)
     elif args.action == "optimize":
         loaded = st.optimize(args.name, storage=args.storage, n_trials=args.n_trials, device=args.device,
                              progress=not args.no_progress, timeout=args.timeout)

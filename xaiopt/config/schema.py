@@ -255,12 +255,32 @@ class ModelConfig(_Strict):
 
 
 class DataConfig(_Strict):
-    """The evaluation batch: dataset name and how many samples every trial is scored on."""
+    """The evaluation batch: dataset name and how many samples every trial is scored on.
+
+    ``name``: ``benchmark``, ``imagefolder:PATH``, ``imagenet:PATH`` or ``voc:PATH`` (checked
+    against the dataset registry when the study is created). ``target``: the class each sample is
+    explained for, its ``label`` or the model's ``predicted`` class on the clean batch.
+    ``classes``: the model's class names in index order (a list, or a text file with one name per
+    line) that dataset class names (folders, wnids, VOC names) are looked up in. ``n_classes``: a
+    seeded subset of that many classes, ``n_samples`` balanced over them. ``split``: ``train``/
+    ``test`` for ``benchmark``, ``train``/``val``/``trainval`` for ``voc``. ``mean``/``std``: the
+    model's input normalisation (default ImageNet's).
+
+    Example::
+
+        data: {name: "imagenet:/data/imagenet", n_samples: 100, n_classes: 50, target: label}
+    """
 
     name: str = "benchmark"
     n_samples: int = 32
     seed: int = 0
     image_size: int | None = None
+    target: Literal["label", "predicted"] = "label"
+    classes: list[str] | str | None = None
+    n_classes: int | None = None
+    split: str | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
 
     @field_validator("n_samples")
     @classmethod
@@ -268,6 +288,43 @@ class DataConfig(_Strict):
         if v < 1:
             raise ValueError(f"n_samples must be >= 1, got {v}")
         return v
+
+    @field_validator("image_size")
+    @classmethod
+    def _image_size(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError(f"image_size must be >= 1 pixel, got {v}")
+        return v
+
+    @field_validator("classes")
+    @classmethod
+    def _classes(cls, v: list[str] | str | None) -> list[str] | str | None:
+        if isinstance(v, list) and not v:
+            raise ValueError("empty list; give the model's class names in index order, or a file with one per line")
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("empty path; give the model's class names as a list, or a file with one per line")
+        return v
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _channels(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (len(v) != 3 or not all(math.isfinite(x) for x in v)):
+            raise ValueError(f"give 3 finite numbers (R, G, B), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DataConfig":
+        if self.n_classes is not None:
+            if self.n_classes < 1:
+                raise ValueError(f"n_classes must be >= 1, got {self.n_classes}")
+            if self.n_classes > self.n_samples:
+                raise ValueError(f"n_classes={self.n_classes} exceeds n_samples={self.n_samples}; every selected "
+                                 f"class needs a sample (valid: n_classes <= n_samples)")
+        if (self.mean is None) != (self.std is None):
+            raise ValueError("mean and std go together; give both (3 numbers each) or neither")
+        if self.std is not None and any(s <= 0 for s in self.std):
+            raise ValueError(f"std must be > 0 per channel, got {self.std}")
+        return self
 
 
 class MetricConfig(_Strict):

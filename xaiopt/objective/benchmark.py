@@ -3,12 +3,17 @@
 Built once per (model, data, space groups, device) and kept on the device; every trial of every
 study with the same settings in this process reuses it. Canonization happens here, once, never
 per explain call.
+
+The explained classes ``y`` are decided here, so that every metric and heatmap downstream uses the
+same ones: the dataset's labels (``data.target: label``, checked against the model's number of
+outputs) or the model's argmax on the clean batch (``data.target: predicted``).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +23,7 @@ from torch import Tensor, nn
 
 from xaiopt.canonize import canonize
 from xaiopt.config import StudyConfig
+from xaiopt.errors import ConfigError
 from xaiopt.space import LayerGroups, resolve_groups
 from xaiopt.zoo import load_dataset, load_model
 
@@ -26,7 +32,11 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Benchmark:
-    """Everything a trial needs that does not depend on the trial."""
+    """Everything a trial needs that does not depend on the trial.
+
+    ``y`` are the explained classes (see the module docstring), ``labels`` the dataset's own;
+    ``num_classes`` is the model's number of outputs.
+    """
 
     model: nn.Module
     twin: nn.Module | None
@@ -43,6 +53,9 @@ class Benchmark:
     canonization: Any = None
     build_seconds: dict[str, float] = field(default_factory=dict)
     cache: dict[Any, Any] = field(default_factory=dict)
+    labels: Tensor | None = None
+    target: str = "label"
+    class_names: tuple[str, ...] = ()
 
     def model_for(self, canonized: bool) -> tuple[nn.Module, LayerGroups]:
         if canonized:
@@ -53,7 +66,33 @@ class Benchmark:
 
     @property
     def accuracy(self) -> float:
+        """Share of the batch whose argmax is the explained class (1 with ``target: predicted``)."""
         return float((self.logits.argmax(1) == self.y).float().mean())
+
+    def evaluation(self) -> dict[str, Any]:
+        """The evaluation batch in numbers: size, classes present, accuracy, and whether that is chance.
+
+        ``at_chance``: the accuracy against the labels is not above 1/K (K = classes among the
+        targets, or the model's outputs for a single class) by 2 binomial standard errors, the
+        mark of targets that are not the model's classes. Never set for ``target: predicted``.
+        """
+        n = int(self.y.shape[0])
+        present = int(self.y.unique().numel())
+        chance = 1.0 / (present if present >= 2 else self.num_classes)
+        labels = self.labels if self.labels is not None else self.y
+        agreement = float((self.logits.argmax(1) == labels).float().mean())
+        bar = chance + 2.0 * math.sqrt(chance * (1.0 - chance) / n)
+        return {
+            "samples": n,
+            "classes": present,
+            "target": self.target,
+            "accuracy": self.accuracy,
+            "label_accuracy": agreement,
+            "chance": chance,
+            "at_chance": self.target == "label" and agreement < bar,
+            "model_outputs": self.num_classes,
+            "dataset_classes": len(self.class_names),
+        }
 
 
 def _freeze(model: nn.Module, device: torch.device) -> nn.Module:
@@ -70,11 +109,12 @@ def build_benchmark(cfg: StudyConfig, device: torch.device) -> Benchmark:
                        weights=cfg.model.weights)
     t_model = time.perf_counter()
     data = load_dataset(cfg.data.name, n=cfg.data.n_samples, seed=cfg.data.seed, cache_dir=cfg.model.cache_dir,
-                        image_size=cfg.data.image_size)
+                        image_size=cfg.data.image_size, split=cfg.data.split, classes=cfg.data.classes,
+                        n_classes=cfg.data.n_classes, mean=cfg.data.mean, std=cfg.data.std)
     t_data = time.perf_counter()
     model = _freeze(model, device)
     x = data.x.to(device)
-    y = data.y.to(device)
+    labels = data.y.to(device)
     masks = data.masks.to(device) if data.masks is not None else None
     low = data.low.view(1, -1, 1, 1).to(device)
     high = data.high.view(1, -1, 1, 1).to(device)
@@ -87,15 +127,33 @@ def build_benchmark(cfg: StudyConfig, device: torch.device) -> Benchmark:
     t_canon = time.perf_counter()
     with torch.no_grad():
         logits = torch.cat([model(xc) for xc in x.split(cfg.runtime.batch_budget)])
+    if cfg.data.target == "predicted":
+        y = logits.argmax(1)
+    else:
+        _check_targets(cfg, data.class_names, labels, int(logits.shape[1]))
+        y = labels
     bench = Benchmark(
         model=model, twin=twin, layers=layers, twin_layers=twin_layers, x=x, y=y, masks=masks, low=low, high=high,
-        logits=logits, device=device, num_classes=data.num_classes, canonization=report,
+        logits=logits, device=device, num_classes=int(logits.shape[1]), canonization=report,
         build_seconds={"model": t_model - t0, "data": t_data - t_model, "canonize": t_canon - t_data,
                        "total": time.perf_counter() - t0},
+        labels=labels, target=cfg.data.target, class_names=data.class_names,
     )
-    log.info("benchmark ready on %s in %.1fs (accuracy on the evaluation batch %.3f)", device,
-             bench.build_seconds["total"], bench.accuracy)
+    log.info("benchmark ready on %s in %.1fs (accuracy on the evaluation batch %.3f against its %s)", device,
+             bench.build_seconds["total"], bench.accuracy, "labels" if cfg.data.target == "label" else "predictions")
     return bench
+
+
+def _check_targets(cfg: StudyConfig, class_names: tuple[str, ...], labels: Tensor, outputs: int) -> None:
+    """A label the model has no logit for is the user's mapping mistake: one line, before any trial."""
+    top = int(labels.max())
+    if top >= outputs:
+        name = f" ({class_names[top]!r})" if top < len(class_names) else ""
+        raise ConfigError(
+            f"data: dataset {cfg.data.name!r} has target class {top}{name}, but model {cfg.model.name!r} has "
+            f"{outputs} outputs (valid: targets 0 to {outputs - 1}); set model.num_classes, map the classes with "
+            f"data.classes, or explain data.target: predicted"
+        )
 
 
 _CACHE: dict[tuple[str, str], Benchmark] = {}

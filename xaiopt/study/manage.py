@@ -30,6 +30,7 @@ ARTIFACTS_ATTR = "xaiopt:artifact_dir"
 GROUPS_ATTR = "xaiopt:layer_groups"
 BOUNDS_ATTR = "xaiopt:input_bounds"
 FIRST_ATTR = "xaiopt:first_layer"
+EVAL_ATTR = "xaiopt:evaluation_batch"
 
 
 @dataclass
@@ -59,8 +60,9 @@ def preflight(cfg: StudyConfig) -> dict[str, Any]:
     """Check everything that can be checked before the first trial, on the CPU.
 
     Metric names and parameters, masks for the metrics that need them, the sampler's arguments,
-    the layer groups against the real model. Returns the resolved layer groups, the first layer
-    and the input bounds (for the zennit export).
+    the layer groups against the real model, the targets against the model's outputs. Returns the
+    resolved layer groups, the first layer, the input bounds (for the zennit export) and the
+    evaluation batch's accuracy against its targets (:func:`describe_evaluation`).
     """
     plan = metric_plan(cfg)
     check_sampler_params(cfg.sampler)
@@ -81,7 +83,40 @@ def preflight(cfg: StudyConfig) -> dict[str, Any]:
         GROUPS_ATTR: bench.layers.groups,
         FIRST_ATTR: bench.layers.first_layer,
         BOUNDS_ATTR: {"low": bench.low.flatten().tolist(), "high": bench.high.flatten().tolist()},
+        EVAL_ATTR: bench.evaluation(),
     }
+
+
+def describe_evaluation(summary: dict[str, Any]) -> tuple[str, str | None]:
+    """One line on the evaluation batch and, when its accuracy is at chance level, one warning line.
+
+    ``summary`` is the study's ``xaiopt:evaluation_batch`` user attr (see ``Benchmark.evaluation``).
+    Accuracy at chance against the labels means the explained classes are probably not the model's
+    (folder indices under an ImageNet model, say): every faithfulness number is then noise.
+
+    Example::
+
+        line, warning = describe_evaluation(loaded.study.user_attrs["xaiopt:evaluation_batch"])
+        line   # 'evaluation batch: 32 samples, 8 classes, accuracy 0.91 against labels'
+    """
+    head = f"evaluation batch: {summary['samples']} samples, {summary['classes']} classes"
+    if summary["target"] == "predicted":
+        return (f"{head} (the model's predictions), accuracy 1 by construction (data.target: predicted); "
+                f"agreement with the dataset labels {summary['label_accuracy']:.2f}"), None
+    line = f"{head}, accuracy {summary['accuracy']:.2f} against labels"
+    if not summary["at_chance"]:
+        return line, None
+    chance = summary["chance"]
+    mismatch = ""
+    if summary.get("dataset_classes") and summary["dataset_classes"] != summary["model_outputs"]:
+        mismatch = (f" (the dataset has {summary['dataset_classes']} classes, the model {summary['model_outputs']} "
+                    f"outputs)")
+    warning = (f"warning: accuracy {summary['accuracy']:.2f} against labels is at chance level (1/"
+               f"{round(1 / chance)} = {chance:.2f}, {summary['samples']} samples): the model does not recognise "
+               f"these targets (labels that are not its classes{mismatch}, or untrained weights), so faithfulness "
+               f"scores of them mean little; map the labels (data.classes, wnid or integer folder names) or "
+               f"explain data.target: predicted")
+    return line, warning
 
 
 def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None = None,

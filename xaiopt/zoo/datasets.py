@@ -3,19 +3,68 @@
 - ``benchmark``: the first ``n`` samples of the embedded synthetic benchmark's split (``test``
   by default, never trained on), with masks; balanced across the 4 classes.
 - ``imagefolder:<path>``: class sub-folders, optional masks; see :mod:`xaiopt.zoo.imagefolder`.
+- ``imagenet:<path>``: ILSVRC-2012 validation images with bounding-box masks; see
+  :mod:`xaiopt.zoo.imagenet`.
+- ``voc:<path>``: Pascal VOC 2012 segmentation, the largest object's mask; see :mod:`xaiopt.zoo.voc`.
+
+Every image scheme shares :mod:`xaiopt.zoo.transforms` (resize shorter side, centre crop; masks
+nearest neighbour), the class mapping of :mod:`xaiopt.zoo.classes` (labels are indices of the
+model's classes) and the seeded balanced selection of :mod:`xaiopt.zoo.selection`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from xaiopt.errors import ConfigError, UnknownNameError
 from xaiopt.zoo import synthetic
 from xaiopt.zoo.evaldata import EvalData
 from xaiopt.zoo.imagefolder import load_imagefolder
+from xaiopt.zoo.imagenet import load_imagenet
+from xaiopt.zoo.transforms import Normalization
+from xaiopt.zoo.voc import load_voc
 
-_DATASET_HELP = "benchmark, imagefolder:<path>"
+DEFAULT_IMAGE_SIZE = 224
+
+
+@dataclass(frozen=True)
+class DatasetRequest:
+    """What a study asks of a dataset scheme (the part of the name after ``scheme:`` is ``path``)."""
+
+    path: str
+    n: int
+    seed: int
+    split: str | None
+    image_size: int | None
+    classes: Sequence[str] | str | None
+    n_classes: int | None
+    normalization: Normalization | None
+
+    @property
+    def size(self) -> int:
+        return DEFAULT_IMAGE_SIZE if self.image_size is None else self.image_size
+
+    @property
+    def norm(self) -> Normalization:
+        return self.normalization or Normalization()
+
+
+_Loader = Callable[[DatasetRequest], EvalData]
+_SCHEMES: dict[str, _Loader] = {}
+
+
+def _scheme(name: str) -> Callable[[_Loader], _Loader]:
+    def decorate(loader: _Loader) -> _Loader:
+        _SCHEMES[name] = loader
+        return loader
+
+    return decorate
+
+
+def dataset_help() -> str:
+    return ", ".join(["benchmark", *(f"{s}:<path>" for s in _SCHEMES)])
 
 
 def load_dataset(
@@ -24,15 +73,22 @@ def load_dataset(
     n: int,
     seed: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
-    split: str = "test",
+    split: str | None = None,
     image_size: int | None = None,
+    classes: Sequence[str] | str | None = None,
+    n_classes: int | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
 ) -> EvalData:
     """Load ``n`` evaluation samples, deterministic in ``seed``.
 
-    ``split`` applies to ``benchmark`` (``"test"`` or ``"train"``); for ``imagefolder`` the folder
-    is the split. ``image_size`` defaults to 64 for ``benchmark`` (the only size it has) and 224
-    for ``imagefolder``. ``cache_dir`` is accepted for symmetry with :func:`load_model`; the
-    benchmark is regenerated on the fly (it takes milliseconds).
+    ``split`` applies to ``benchmark`` (``"test"`` (default) or ``"train"``) and ``voc``
+    (``"val"`` (default), ``"train"``, ``"trainval"``); for the folder schemes the folder is the
+    split. ``image_size`` defaults to 64 for ``benchmark`` (the only size it has) and 224 for the
+    others. ``classes`` (names, or a file with one per line) maps class names to the model's
+    indices, ``n_classes`` draws a seeded subset of the classes, ``mean``/``std`` replace the
+    ImageNet normalisation; none of them applies to ``benchmark``. ``cache_dir`` is accepted for
+    symmetry with :func:`load_model`; the benchmark is regenerated on the fly (milliseconds).
 
     Example:
         >>> from xaiopt.zoo import load_dataset
@@ -42,13 +98,24 @@ def load_dataset(
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"n={n!r} is invalid; valid: a positive integer")
+    if (mean is None) != (std is None):
+        raise ConfigError("data.mean and data.std go together; valid: both (3 numbers each) or neither")
+    normalization = Normalization(tuple(mean), tuple(std)) if mean is not None and std is not None else None
     if name == "benchmark":
-        return _benchmark(n=n, seed=seed, split=split, image_size=image_size)
+        for option, value in (("classes", classes), ("n_classes", n_classes), ("mean", mean)):
+            if value is not None:
+                raise ConfigError(f"data.{option} is invalid for dataset 'benchmark' (its {synthetic.NUM_CLASSES} "
+                                  f"classes and normalisation are fixed); valid: unset")
+        return _benchmark(n=n, seed=seed, split=split or "test", image_size=image_size)
     scheme, _, rest = name.partition(":")
     loader = _SCHEMES.get(scheme)
     if loader is None or not rest:
-        raise UnknownNameError(f"dataset {name!r} is unknown; valid: {_DATASET_HELP}")
-    return loader(rest, n, seed, image_size)
+        raise UnknownNameError(f"dataset {name!r} is unknown; valid: {dataset_help()}")
+    if split is not None and scheme != "voc":
+        raise ConfigError(f"data.split={split!r} is invalid for dataset {name!r} (the folder is the split); "
+                          f"valid: unset")
+    return loader(DatasetRequest(path=rest, n=n, seed=seed, split=split, image_size=image_size, classes=classes,
+                                 n_classes=n_classes, normalization=normalization))
 
 
 def _benchmark(*, n: int, seed: int, split: str, image_size: int | None) -> EvalData:
@@ -71,8 +138,20 @@ def _benchmark(*, n: int, seed: int, split: str, image_size: int | None) -> Eval
     )
 
 
-def _imagefolder(path: str, n: int, seed: int, image_size: int | None) -> EvalData:
-    return load_imagefolder(path, n=n, seed=seed, image_size=224 if image_size is None else image_size)
+@_scheme("imagefolder")
+def _imagefolder(req: DatasetRequest) -> EvalData:
+    return load_imagefolder(req.path, n=req.n, seed=req.seed, image_size=req.size, classes=req.classes,
+                            n_classes=req.n_classes, normalization=req.norm)
 
 
-_SCHEMES: dict[str, Callable[[str, int, int, int | None], EvalData]] = {"imagefolder": _imagefolder}
+@_scheme("imagenet")
+def _imagenet(req: DatasetRequest) -> EvalData:
+    return load_imagenet(req.path, n=req.n, seed=req.seed, image_size=req.size, classes=req.classes,
+                         n_classes=req.n_classes, normalization=req.norm)
+
+
+@_scheme("voc")
+def _voc(req: DatasetRequest) -> EvalData:
+    return load_voc(req.path, n=req.n, seed=req.seed, image_size=req.size, split=req.split, classes=req.classes,
+                    n_classes=req.n_classes, normalization=req.norm)
+
