@@ -9,6 +9,10 @@ localization metrics are meaningful. Pixels are normalised per channel (mean 0.4
 ``resnet``, ``densenet``) are trained on it deterministically on first use, in well under a
 minute on a laptop CPU, and cached with a checksum.
 
+Real data: ``imagefolder:PATH`` (optional masks), ``imagenet:PATH`` (ILSVRC-2012 val with
+bounding-box masks) and ``voc:PATH`` (VOC 2012 segmentation); labels are indices of the model's
+classes (wnid folders are ImageNet indices), see docs/datasets.md.
+
 Example:
     >>> from xaiopt.zoo import load_model, load_dataset
     >>> model = load_model("benchmark:vgg")

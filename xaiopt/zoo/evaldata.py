@@ -13,11 +13,12 @@ class EvalData:
 
     Attributes:
         x: (N, C, H, W) float32, already normalised.
-        y: (N,) int64 labels.
+        y: (N,) int64 labels, indices of the model's classes (see :mod:`xaiopt.zoo.classes`:
+            ImageNet wnids map to 0..999, integer names are indices, or ``data.classes``).
         masks: (N, 1, H, W) bool, True on the object that decides the class; or None.
         low: (C,) float32, lowest value a pixel may take in input space (for zbox).
         high: (C,) float32, highest value.
-        num_classes: number of classes of the dataset.
+        num_classes: size of the label space (1000 for ImageNet wnids, not the classes present).
         class_names: one name per class, index = label.
 
     Example:
