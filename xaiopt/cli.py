@@ -138,8 +138,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _print_evaluation(loaded, out) -> None:
     # the accuracy of the batch against its targets: at chance, the study explains the wrong classes
-    from xaiopt.study.manage import EVAL_ATTR, describe_evaluation
+    from xaiopt.study.manage import CANON_ATTR, EVAL_ATTR, describe_canonization, describe_evaluation
 
+    canonization = describe_canonization(loaded.study.user_attrs.get(CANON_ATTR))
+    if canonization is not None:
+        print(f"xaiopt: {canonization}", file=sys.stderr)
     summary = loaded.study.user_attrs.get(EVAL_ATTR)
     if summary is None:
         return

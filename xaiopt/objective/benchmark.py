@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from xaiopt.canonize import canonize
+from xaiopt.canonize.census import census
 from xaiopt.config import StudyConfig
 from xaiopt.errors import ConfigError
 from xaiopt.space import LayerGroups, resolve_groups
@@ -64,6 +65,16 @@ class Benchmark:
             return self.twin, self.twin_layers
         return self.model, self.layers
 
+    def canonization_summary(self) -> dict[str, Any] | None:
+        """What the twin is, measured: stored in the study so that create can say it in one line."""
+        report = self.canonization
+        if report is None:
+            return None
+        return {"canonized": bool(report.canonized), "reason": report.reason, "merges": len(report.merges),
+                "batch_norms_before": report.batch_norms_before,
+                "batch_norms_after": len(report.remaining_batch_norms),
+                "unhooked": len(report.unhooked_layers)}
+
     @property
     def accuracy(self) -> float:
         """Share of the batch whose argmax is the explained class (1 with ``target: predicted``)."""
@@ -102,6 +113,20 @@ def _freeze(model: nn.Module, device: torch.device) -> nn.Module:
     return model
 
 
+def _check_reachable(cfg: StudyConfig, plain: list[str], twin: list[str]) -> None:
+    """Refuse a model or twin that runs conv/linear calls no rule can attach to (measured by running
+    it): relevance through them would be a plain gradient under an LRP name."""
+    for unreachable, what in ((twin, "its canonized twin"), (plain, "the model")):
+        if not unreachable:
+            continue
+        names = ", ".join(dict.fromkeys(unreachable))
+        hint = "give each layer a module (nn.Conv2d / nn.Linear or a subclass)"
+        if unreachable is plain and True in cfg.space.canonize and not twin:
+            hint = "the canonized twin runs them as modules: search space.canonize: [true] only"
+        raise ConfigError(f"model {cfg.model.name!r}: {what} runs {len(unreachable)} conv/linear calls outside any "
+                          f"Conv/Linear module, where no LRP rule can attach ({names}); {hint}")
+
+
 def build_benchmark(cfg: StudyConfig, device: torch.device) -> Benchmark:
     """Load model and data, canonize (when the space asks for it), move all to ``device``."""
     t0 = time.perf_counter()
@@ -118,12 +143,17 @@ def build_benchmark(cfg: StudyConfig, device: torch.device) -> Benchmark:
     masks = data.masks.to(device) if data.masks is not None else None
     low = data.low.view(1, -1, 1, 1).to(device)
     high = data.high.view(1, -1, 1, 1).to(device)
-    layers = resolve_groups(model, x[:1], cfg.space.layer_groups)
-    twin = twin_layers = report = None
+    # the plain model's groups only matter when plain trials are searched: a model whose layers
+    # become modules only in its twin (functional convolutions) can still be studied canonized
+    twin = report = None
     if True in cfg.space.canonize:
         twin, report = canonize(model, x[:1])
         twin = _freeze(twin, device)
-        twin_layers = resolve_groups(twin, x[:1], cfg.space.layer_groups)
+    _check_reachable(cfg, census(model, x[:1]).unhooked if False in cfg.space.canonize else [],
+                     report.unhooked_layers if report is not None else [])
+    layers = resolve_groups(model, x[:1], cfg.space.layer_groups) if False in cfg.space.canonize else None
+    twin_layers = resolve_groups(twin, x[:1], cfg.space.layer_groups) if twin is not None else None
+    layers = layers if layers is not None else twin_layers
     t_canon = time.perf_counter()
     with torch.no_grad():
         logits = torch.cat([model(xc) for xc in x.split(cfg.runtime.batch_budget)])

@@ -31,6 +31,7 @@ GROUPS_ATTR = "xaiopt:layer_groups"
 BOUNDS_ATTR = "xaiopt:input_bounds"
 FIRST_ATTR = "xaiopt:first_layer"
 EVAL_ATTR = "xaiopt:evaluation_batch"
+CANON_ATTR = "xaiopt:canonization"
 
 
 @dataclass
@@ -80,11 +81,24 @@ def preflight(cfg: StudyConfig) -> dict[str, Any]:
         if name not in bench.layers.non_empty():
             raise ConfigError(f"space.overrides: layer group {name!r} has no layers in model {cfg.model.name!r}")
     return {
+        CANON_ATTR: bench.canonization_summary(),
         GROUPS_ATTR: bench.layers.groups,
         FIRST_ATTR: bench.layers.first_layer,
         BOUNDS_ATTR: {"low": bench.low.flatten().tolist(), "high": bench.high.flatten().tolist()},
         EVAL_ATTR: bench.evaluation(),
     }
+
+
+def describe_canonization(summary: dict[str, Any] | None) -> str | None:
+    """One warning line when the twin that ``canonize: true`` trials explain is not fully canonized.
+
+    ``summary`` is the study's ``xaiopt:canonization`` user attr (``Benchmark.canonization_summary``).
+    """
+    if summary is None or summary["canonized"]:
+        return None
+    return (f"warning: canonize: true trials explain a twin that is not fully canonized ({summary['merges']} "
+            f"batch norms merged, {summary['batch_norms_after']} of {summary['batch_norms_before']} still computed, "
+            f"measured): {summary['reason']}")
 
 
 def describe_evaluation(summary: dict[str, Any]) -> tuple[str, str | None]:
