@@ -41,12 +41,36 @@ class CanonizationTracer(fx.Tracer):
     traced into, and its functional ``batch_norm`` is turned back into a module by the rewriter.
     """
 
+    def iter(self, obj: fx.Proxy):
+        # `for part in torch.split(x, [a, b], 1)` / zip over torch.chunk(x, k): the number of pieces
+        # is known when traced, so the pieces are indexable (mixed-kernel convolutions split this way)
+        count = _known_pieces(obj.node)
+        if count is None:
+            return super().iter(obj)
+        return iter([obj[i] for i in range(count)])
+
     def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
         if isinstance(module, _OUR_LEAVES) or isinstance(module, (_ConvNd, nn.Linear)):
             return True
         if isinstance(module, _BatchNorm):
             return not has_own_forward(module)
         return super().is_leaf_module(module, qualified_name)
+
+
+def _known_pieces(node: fx.Node) -> int | None:
+    """How many tensors ``torch.split(x, [sizes])`` or ``torch.chunk(x, k)`` returns, when fixed."""
+    if node.op == "call_function" and node.target in (torch.split, torch.functional.split):
+        sections = node.args[1] if len(node.args) > 1 else node.kwargs.get("split_size_or_sections")
+        return len(sections) if isinstance(sections, (list, tuple)) else None
+    if node.op == "call_method" and node.target == "split":
+        sections = node.args[1] if len(node.args) > 1 else node.kwargs.get("split_size")
+        return len(sections) if isinstance(sections, (list, tuple)) else None
+    if (node.op == "call_function" and node.target is torch.chunk) or (
+            node.op == "call_method" and node.target == "chunk"):
+        chunks = node.args[1] if len(node.args) > 1 else node.kwargs.get("chunks")
+        # torch.chunk may return fewer pieces than asked for; only 1 and 2 are always exact
+        return chunks if isinstance(chunks, int) and chunks in (1, 2) else None
+    return None
 
 
 def trace(root: nn.Module) -> fx.Graph:

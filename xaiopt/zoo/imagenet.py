@@ -38,7 +38,7 @@ from xaiopt.errors import ConfigError
 from xaiopt.zoo.classes import ClassMap, explicit_class_map, imagenet_class_map
 from xaiopt.zoo.evaldata import EvalData
 from xaiopt.zoo.imagefolder import list_images
-from xaiopt.zoo.selection import select_balanced
+from xaiopt.zoo.selection import masked_batch, select_balanced
 from xaiopt.zoo.transforms import Normalization, ResizeCrop, open_image
 
 _SIBLINGS = ("bbox", "bboxes", "Annotations")
@@ -102,16 +102,7 @@ def load_imagenet(
         return (transform.image(image), mask) if bool(mask.any()) else None
 
     selected = select_balanced(groups, n=n, seed=seed, n_classes=n_classes, label=label, accept=load)
-    low, high = normalization.bounds()
-    return EvalData(
-        x=normalization(torch.stack([image for _, _, (image, _) in selected])),
-        y=torch.tensor([cls for _, cls, _ in selected], dtype=torch.int64),
-        masks=torch.stack([mask for _, _, (_, mask) in selected]),
-        low=low,
-        high=high,
-        num_classes=cmap.num_classes,
-        class_names=cmap.names,
-    )
+    return masked_batch(selected, cmap, normalization)
 
 
 def parse_annotation(file: Path, label: str) -> Annotation:

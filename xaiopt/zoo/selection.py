@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 import torch
 
 from xaiopt.errors import ConfigError
+from xaiopt.zoo.evaldata import EvalData
 
 T = TypeVar("T")
 
@@ -73,3 +74,18 @@ def select_balanced(
             raise ConfigError(f"dataset {label!r}: n={n} is invalid; only {len(selected)} images are usable "
                               f"({refused} refused: no object pixels left after the centre crop)")
     return selected
+
+
+def masked_batch(selected: list[tuple[Any, int, tuple[torch.Tensor, torch.Tensor]]], class_map: Any,
+                 normalization: Any) -> EvalData:
+    """The evaluation batch of ``select_balanced`` items whose ``accept`` returned ``(image, mask)``."""
+    low, high = normalization.bounds()
+    return EvalData(
+        x=normalization(torch.stack([image for _, _, (image, _) in selected])),
+        y=torch.tensor([cls for _, cls, _ in selected], dtype=torch.int64),
+        masks=torch.stack([mask for _, _, (_, mask) in selected]),
+        low=low,
+        high=high,
+        num_classes=class_map.num_classes,
+        class_names=class_map.names,
+    )

@@ -23,7 +23,7 @@ import torch
 from xaiopt.errors import ConfigError
 from xaiopt.zoo.classes import ClassMap, explicit_class_map
 from xaiopt.zoo.evaldata import EvalData
-from xaiopt.zoo.selection import select_balanced
+from xaiopt.zoo.selection import masked_batch, select_balanced
 from xaiopt.zoo.transforms import Normalization, ResizeCrop, open_image
 
 VOC_CLASSES = (
@@ -95,16 +95,7 @@ def load_voc(
         return (transform.image(image.convert("RGB")), mask) if bool(mask.any()) else None
 
     selected = select_balanced(groups, n=n, seed=seed, n_classes=n_classes, label=label, accept=load)
-    low, high = normalization.bounds()
-    return EvalData(
-        x=normalization(torch.stack([image for _, _, (image, _) in selected])),
-        y=torch.tensor([cls for _, cls, _ in selected], dtype=torch.int64),
-        masks=torch.stack([mask for _, _, (_, mask) in selected]),
-        low=low,
-        high=high,
-        num_classes=cmap.num_classes,
-        class_names=cmap.names,
-    )
+    return masked_batch(selected, cmap, normalization)
 
 
 def largest_class(segmentation: np.ndarray) -> int | None:
