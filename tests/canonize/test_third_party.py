@@ -27,7 +27,8 @@ def _convs_run(model: nn.Module, x: torch.Tensor) -> list[str]:
     return resolve_groups(model, x, 1).groups["conv1"]
 
 
-@pytest.mark.parametrize("cls", [tp.PortedEfficientNet, tp.PreActResNet, tp.PortedDenseNet, tp.FunctionalNet])
+@pytest.mark.parametrize("cls", [tp.PortedEfficientNet, tp.PreActResNet, tp.PortedDenseNet, tp.FunctionalNet,
+                                 tp.MixedKernelNet])
 def test_third_party_twin_computes_no_batch_norm_and_keeps_every_layer_in_a_module(cls):
     model = _model(cls)
     x = make_input((2, 3, 15, 17))  # odd sizes: same-padding differs per side
@@ -116,3 +117,10 @@ def test_canonize_check_exits_1_unless_measured_canonized(factory, code, capsys,
     assert main(["canonize", "check", "module:xaiopt_third_party_models:build", "--input-size", "16"]) == code
     out = capsys.readouterr().out
     assert ("NOT canonized" in out) == bool(code)
+
+
+def test_a_batch_norm_after_split_convolutions_is_split_into_them():
+    model = _model(tp.MixedKernelNet)
+    twin, report = canonize(model, make_input((1, 3, 8, 8)))
+    assert {m.batch_norm: (m.layers, m.kind) for m in report.merges} == {
+        "mix.bn": (("mix.convs.0", "mix.convs.1", "mix.convs.2"), "after_concat")}

@@ -235,3 +235,30 @@ class StrayNorm(nn.Module):
         x = F.relu(self.conv(x))
         x = F.relu(self.branch(x) + self.identity(x))
         return self.fc(x.mean((2, 3)))
+
+
+class MixConv(nn.Module):
+    """Mixed kernel sizes written with zip over torch.split pieces, then one batch norm after the concat."""
+
+    def __init__(self, channels: int, splits: tuple[int, ...] = (4, 2, 2)):
+        super().__init__()
+        self.splits = list(splits)
+        self.convs = nn.ModuleList(nn.Conv2d(c, c, 2 * i + 3, padding=i + 1, groups=c, bias=False)
+                                   for i, c in enumerate(splits))
+        self.bn = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pieces = torch.split(x, self.splits, dim=1)
+        out = [conv(piece) for piece, conv in zip(pieces, self.convs)]
+        return F.relu(self.bn(torch.cat(tuple(out), dim=1)))
+
+
+class MixedKernelNet(nn.Module):
+    def __init__(self, num_classes: int = 5):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.mix = MixConv(8)
+        self.fc = nn.Linear(8, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.mix(F.relu(self.stem(x))).mean((2, 3)))
