@@ -124,3 +124,14 @@ def test_a_batch_norm_after_split_convolutions_is_split_into_them():
     twin, report = canonize(model, make_input((1, 3, 8, 8)))
     assert {m.batch_norm: (m.layers, m.kind) for m in report.merges} == {
         "mix.bn": (("mix.convs.0", "mix.convs.1", "mix.convs.2"), "after_concat")}
+
+
+def test_a_forward_replaced_on_the_instance_is_the_one_traced():
+    torch.manual_seed(0)
+    model = randomize_batch_norms(tp.adapted_densenet().double())
+    x = make_input((2, 3, 8, 8))
+    twin, report = canonize(model, x)
+    assert report.canonized, report.reason
+    assert census(twin, x).clean and report.batch_norms_before == 6
+    assert report.max_rel_diff < 1e-12
+    assert type(twin) is tp.PortedDenseNet and type(model) is tp.PortedDenseNet

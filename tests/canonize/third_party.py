@@ -9,6 +9,7 @@ blur filters held as buffers, a head written as ``F.avg_pool2d(...).view(x.size(
 from __future__ import annotations
 
 import math
+import types
 
 import torch
 from torch import nn
@@ -262,3 +263,23 @@ class MixedKernelNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.mix(F.relu(self.stem(x))).mean((2, 3)))
+
+
+def adapted_densenet(num_classes: int = 5) -> nn.Module:
+    """A library model adapted on the instance, as model-zoo ports do: the head renamed and
+    ``forward`` replaced by a method bound to the instance (the class's forward no longer runs)."""
+    model = PortedDenseNet(num_classes)
+    model.classifier = model.last_linear
+    del model.last_linear
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        x = F.relu(features)
+        x = F.avg_pool2d(x, kernel_size=x.shape[-2:], stride=1)
+        return self.classifier(x.view(x.size(0), -1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.logits(self.features(x))
+
+    model.logits = types.MethodType(logits, model)
+    model.forward = types.MethodType(forward, model)
+    return model

@@ -74,8 +74,24 @@ def _known_pieces(node: fx.Node) -> int | None:
 
 
 def trace(root: nn.Module) -> fx.Graph:
-    """The dataflow graph of ``type(root).forward`` (raises whatever fx raises when it cannot trace)."""
-    return CanonizationTracer().trace(root)
+    """The dataflow graph of the module's forward (raises whatever fx raises when it cannot trace).
+
+    That is ``type(root).forward``, unless the instance holds a forward of its own: model ports
+    that adapt a library class replace ``forward`` (and rename heads) on the instance, and the class's
+    forward would no longer describe what the model computes.
+    """
+    own = root.__dict__.get("forward")
+    if own is None:
+        return CanonizationTracer().trace(root)
+    function = getattr(own, "__func__", None)
+    if function is None or getattr(own, "__self__", None) is not root:
+        raise TypeError(f"the instance's forward is {type(own).__name__}, not a method of the module")
+    cls = root.__class__
+    root.__class__ = type(cls.__name__, (cls,), {"forward": function, "__module__": cls.__module__})
+    try:
+        return CanonizationTracer().trace(root)
+    finally:
+        root.__class__ = cls
 
 
 def module_of(root: nn.Module, node: fx.Node) -> nn.Module | None:
