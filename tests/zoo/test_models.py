@@ -126,3 +126,24 @@ def test_bad_benchmark_options_raise_config_errors() -> None:
         load_model("benchmark:vgg", num_classes=10)
     with pytest.raises(ConfigError, match="'imagenet'"):
         load_model("benchmark:vgg", weights="imagenet")
+
+
+def test_torchvision_weights_not_on_disk_are_one_line_naming_url_and_path(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(ConfigError) as error:
+        load_model("torchvision:resnet18", weights="DEFAULT")
+    message = str(error.value)
+    assert "\n" not in message and "ResNet18_Weights.IMAGENET1K_V1 are not on disk" in message
+    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in message
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in message
+
+
+def test_torchvision_weights_unknown_or_corrupt_are_one_line(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(ConfigError, match="weights='IMAGENET9K' is unknown; valid: DEFAULT, IMAGENET1K_V1"):
+        load_model("torchvision:resnet18", weights="IMAGENET9K")
+    file = tmp_path / "torch" / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    file.parent.mkdir(parents=True)
+    torch.save({"fc.weight": torch.zeros(2, 2)}, file)  # not the published file: its hash differs
+    with pytest.raises(ConfigError, match="cannot be loaded .*download it again"):
+        load_model("torchvision:resnet18", weights="ResNet18_Weights.IMAGENET1K_V1")

@@ -5,7 +5,8 @@ Names are ``<scheme>:<rest>``; each scheme is a small loader in a registry:
 - ``benchmark:vgg|resnet|densenet``: the embedded benchmark CNNs, trained on first use and cached
   (``weights=None`` or ``"trained"``), or freshly initialised with a fixed seed (``"random"``).
 - ``torchvision:<name>``: :func:`torchvision.models.get_model`; random weights unless ``weights``
-  names torchvision weights (e.g. ``"DEFAULT"``; may download).
+  names torchvision weights (e.g. ``"DEFAULT"``), read from the torch hub cache only (a missing
+  file is one line naming the URL and the path; nothing is downloaded).
 - ``timm:<name>[.<tag>]``: :func:`timm.create_model` (optional dependency); random weights unless
   ``weights`` is ``"pretrained"`` (from the local Hugging Face cache only, never downloaded) or a
   state dict file; see :mod:`xaiopt.zoo.timm_models`.
@@ -19,6 +20,7 @@ import difflib
 import importlib
 import os
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -112,15 +114,45 @@ def _torchvision(
         raise UnknownNameError(
             f"model 'torchvision:{model_name}' is unknown; valid: one of {len(available)} torchvision models ({hint})"
         )
+    if weights is not None:
+        _torchvision_weights_on_disk(model_name, weights)
     kwargs: dict[str, object] = {"weights": weights}
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     try:
         return torchvision.models.get_model(model_name, **kwargs)
+    except RuntimeError as error:  # a weights file in the cache whose hash or keys do not fit
+        if weights is None:
+            raise
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(f"model 'torchvision:{model_name}': the weights file for weights={weights!r} in "
+                          f"{torch.hub.get_dir()}/checkpoints cannot be loaded ({first}); download it again") from None
     except (ValueError, KeyError) as error:
         raise ConfigError(
             f"model 'torchvision:{model_name}' with weights={weights!r}, num_classes={num_classes}: {error}"
         ) from None
+
+
+def _torchvision_weights_on_disk(model_name: str, weights: str) -> None:
+    """Refuse weights that are not in the torch hub cache: a study never downloads at run time."""
+    from urllib.parse import urlparse
+
+    import torchvision
+
+    label = f"model 'torchvision:{model_name}'"
+    try:
+        enum = torchvision.models.get_model_weights(model_name)
+    except (ValueError, KeyError):
+        raise ConfigError(f"{label} has no pretrained weights; valid: weights unset (random)") from None
+    valid = ["DEFAULT", *enum.__members__]
+    name = weights.rpartition(".")[2] if weights.startswith(enum.__name__ + ".") else weights
+    if name not in valid:
+        raise ConfigError(f"{label}: weights={weights!r} is unknown; valid: {', '.join(valid)}")
+    entry = enum.DEFAULT if name == "DEFAULT" else enum[name]
+    file = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(entry.url).path).name
+    if not file.is_file():
+        raise ConfigError(f"{label}: weights {enum.__name__}.{entry.name} are not on disk; download {entry.url} "
+                          f"to {file} (the torch hub cache; TORCH_HOME moves it), nothing is downloaded at run time")
 
 
 @_scheme("timm")
