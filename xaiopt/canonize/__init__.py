@@ -15,7 +15,8 @@ import sys as _sys
 import types as _types
 
 from .api import canonize, check
-from .canonizer import GraphCanonizer, Merge, Rewrite, Skip
+from .canonizer import GraphCanonizer
+from .changes import Merge, Rewrite, Skip
 from .layers import BiasMapConv1d, BiasMapConv2d, BiasMapConv3d, Concat, GateMul, Sum, ThreshReLU
 from .presets import canonizer_names, get_canonizer
 from .report import CanonizationReport

@@ -9,7 +9,8 @@ import warnings
 import torch
 from torch import nn
 
-from .canonizer import Changes, GraphCanonizer
+from .canonizer import GraphCanonizer
+from .changes import Changes
 from .census import census
 from .report import CanonizationReport
 from .verify import verify_equivalence

@@ -19,6 +19,7 @@ from torch import fx, nn
 from torch.nn import functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .changes import Rewrite
 from .graph import owner_path, torch_base
 
 if TYPE_CHECKING:
@@ -81,21 +82,20 @@ def _batch_norm(rw: "_Rewriter", node: fx.Node) -> None:
     bound = _bind(node, _BATCH_NORM_ARGS, {"weight": None, "bias": None, "training": False, "momentum": 0.1,
                                            "eps": 1e-5})
     what = f"functional batch_norm in {_where(node)}"
-    if bound is None or bound["training"] is not False or isinstance(bound["eps"], (bool, fx.Node)) or not isinstance(bound["eps"], (int, float)):
+    eps = None if bound is None else bound["eps"]
+    if bound is None or bound["training"] is not False or isinstance(eps, bool) or not isinstance(eps, (int, float)):
         rw._skip(_where(node), f"{what}: not an eval-mode call with constant options")
         return
-    stats = [_attribute(rw.root, bound[k]) for k in ("running_mean", "running_var")]
-    affine = [_attribute(rw.root, bound[k]) if bound[k] is not None else None for k in ("weight", "bias")]
-    owners = {s[0] for s in stats + affine if s is not None}
-    if None in stats or len(owners) != 1 or any(a is None for a, k in zip(affine, ("weight", "bias"))
-                                                if bound[k] is not None):
+    refs = {k: _attribute(rw.root, bound[k]) for k in ("running_mean", "running_var", "weight", "bias")
+            if bound[k] is not None}
+    owners = {ref[0] for ref in refs.values() if ref is not None}
+    if not {"running_mean", "running_var"} <= set(refs) or None in refs.values() or len(owners) != 1 or any(
+            ref[1] != k for k, ref in refs.items()):
         rw._skip(_where(node), f"{what}: its statistics are not the buffers of one module")
         return
     owner_path = owners.pop()
     owner = rw.root.get_submodule(owner_path) if owner_path else rw.root
-    names = [s[1] for s in stats] + [a[1] for a in affine if a is not None]
-    if not isinstance(owner, _BatchNorm) or names != ["running_mean", "running_var", *(
-            ["weight"] if affine[0] else []), *(["bias"] if affine[1] else [])]:
+    if not isinstance(owner, _BatchNorm):
         rw._skip(_where(node), f"{what}: not the batch norm of a torch batch norm subclass")
         return
     base = torch_base(owner)
@@ -105,13 +105,13 @@ def _batch_norm(rw: "_Rewriter", node: fx.Node) -> None:
     module._buffers["running_mean"] = owner.running_mean
     module._buffers["running_var"] = owner.running_var
     module._buffers["num_batches_tracked"] = owner.num_batches_tracked
-    module._parameters["weight"] = owner.weight if affine[0] else None
-    module._parameters["bias"] = owner.bias if affine[1] else None
-    module.affine = affine[0] is not None
+    module._parameters["weight"] = owner.weight if "weight" in refs else None
+    module._parameters["bias"] = owner.bias if "bias" in refs else None
+    module.affine = "weight" in refs
     module.eval()
     path = rw._add_module(node, "canonizer_bn", module)
     rw._replace(node, path, (bound["input"],))
-    rw.changes.rewrites.append(_rewrite("functional_batch_norm", path, f"F.batch_norm of '{owner_path}'"))
+    rw.changes.rewrites.append(Rewrite("functional_batch_norm", path, f"F.batch_norm of '{owner_path}'"))
 
 
 def _weighted(rw: "_Rewriter", node: fx.Node, kind: str) -> None:
@@ -143,7 +143,7 @@ def _weighted(rw: "_Rewriter", node: fx.Node, kind: str) -> None:
     module._parameters["bias"] = bias_tensor
     path = rw._add_module(node, f"canonizer_{kind}", module)
     rw._replace(node, path, (bound["input"],))
-    rw.changes.rewrites.append(_rewrite(f"functional_{kind}", path, f"on '{weight[0] or '<model>'}.{weight[1]}'"))
+    rw.changes.rewrites.append(Rewrite(f"functional_{kind}", path, f"on '{weight[0] or '<model>'}.{weight[1]}'"))
 
 
 def _as_parameter(tensor: torch.Tensor | None) -> nn.Parameter | None:
@@ -152,7 +152,3 @@ def _as_parameter(tensor: torch.Tensor | None) -> nn.Parameter | None:
     return nn.Parameter(tensor, requires_grad=False)
 
 
-def _rewrite(kind: str, module: str, detail: str):
-    from .canonizer import Rewrite
-
-    return Rewrite(kind, module, detail)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from .canonizer import Merge, Rewrite, Skip
+from .changes import Merge, Rewrite, Skip
 from .verify import Equivalence
 
 
