@@ -17,12 +17,19 @@ from xaiopt.config import StudyConfig
 from xaiopt.errors import TrialFailed
 from xaiopt.metrics import MetricContext, get_metric
 from xaiopt.metrics.batching import images_per_pass
+from xaiopt.metrics.packing import pack_scores
 from xaiopt.objective.benchmark import Benchmark, get_benchmark
 from xaiopt.objective.explain import explainer_for
 from xaiopt.objective.heatmaps import save_heatmap_grid
 from xaiopt.space import ExplainerSpec, SearchSpace
 
 log = logging.getLogger(__name__)
+
+# trial system attr holding every metric's per-sample scores (xaiopt.metrics.packing); a system
+# attr rather than a user attr: it lives in the same database row set (readable by any process
+# holding the storage URL, PostgreSQL with many workers included) but is no column of
+# optuna-dashboard's trial table, whose width it would blow up (docs/recommendation.md)
+PER_SAMPLE_ATTR = "xaiopt:per_sample"
 
 
 def metric_plan(cfg: StudyConfig) -> list[tuple[str, Any, dict[str, Any]]]:
@@ -36,6 +43,19 @@ def metric_plan(cfg: StudyConfig) -> list[tuple[str, Any, dict[str, Any]]]:
 
 def metric_directions(cfg: StudyConfig) -> list[str]:
     return [info.direction_for(params) for _, info, params in metric_plan(cfg)]
+
+
+def means(scores: dict[str, torch.Tensor]) -> dict[str, float]:
+    """The metric vector: the float64 mean of each metric's per-sample float32 scores."""
+    return {name: float(s.double().mean()) for name, s in scores.items()}
+
+
+def _set_system_attr(trial: optuna.Trial, key: str, value: Any) -> None:
+    # Optuna has no public Trial.set_system_attr; the storage method is what its own
+    # terminator.report_cross_validation_scores and artifacts use for per-trial data
+    storage = getattr(trial, "storage", None)
+    if storage is not None:
+        storage.set_trial_system_attr(trial._trial_id, key, value)
 
 
 class Objective:
@@ -58,13 +78,22 @@ class Objective:
 
     def evaluate(self, spec: ExplainerSpec) -> tuple[dict[str, float], dict[str, float], torch.Tensor]:
         """Metric vector and timings of one explainer; raises :class:`TrialFailed` on NaN/inf."""
+        scores, seconds, attributions = self.evaluate_per_sample(spec)
+        return means(scores), seconds, attributions
+
+    def evaluate_per_sample(self, spec: ExplainerSpec
+                            ) -> tuple[dict[str, torch.Tensor], dict[str, float], torch.Tensor]:
+        """Each metric's (N,) float32 scores, timings and attributions of one explainer.
+
+        The trial's metric vector is :func:`means` of these scores. Raises :class:`TrialFailed` on NaN/inf.
+        """
         bench = self.bench
         budget = self.cfg.runtime.batch_budget
         model, layers = bench.model_for(spec.canonize)
         # the trial's own attribution is chunked by the same rule as the metrics' passes
         per_pass = images_per_pass(model, bench.x, budget=budget, images=len(bench.x), cache=bench.cache)
         seconds: dict[str, float] = {}
-        values: dict[str, float] = {}
+        per_sample: dict[str, torch.Tensor] = {}
         with explainer_for(spec, model, layers, low=bench.low, high=bench.high, batch_budget=per_pass) as explain:
             t = time.perf_counter()
             attributions = explain(bench.x, bench.y)
@@ -94,8 +123,8 @@ class Objective:
                     raise TrialFailed(
                         f"metric {name} is NaN/inf for {int((~finite).sum())} of {len(scores)} samples"
                     )
-                values[name] = float(scores.double().mean())
-        return values, seconds, attributions
+                per_sample[name] = scores
+        return per_sample, seconds, attributions
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         t0 = time.perf_counter()
@@ -110,13 +139,18 @@ class Objective:
             trial.set_user_attr("seconds", {"total": round(time.perf_counter() - t0, 4)})
             if "heatmap_artifact" in earlier.user_attrs:
                 trial.set_user_attr("heatmap_artifact", earlier.user_attrs["heatmap_artifact"])
+            # copied, not pointed to: every complete trial carries the samples behind its values
+            if PER_SAMPLE_ATTR in earlier.system_attrs:
+                _set_system_attr(trial, PER_SAMPLE_ATTR, earlier.system_attrs[PER_SAMPLE_ATTR])
             return tuple(earlier.values)
         try:
-            values, seconds, attributions = self.evaluate(spec)
+            scores, seconds, attributions = self.evaluate_per_sample(spec)
         except TrialFailed as err:
             trial.set_user_attr("fail_reason", str(err))
             log.warning("trial %d failed: %s", trial.number, err)
             raise
+        values = means(scores)
+        _set_system_attr(trial, PER_SAMPLE_ATTR, pack_scores(scores))
         seconds["total"] = time.perf_counter() - t0
         trial.set_user_attr("seconds", {k: round(v, 4) for k, v in seconds.items()})
         trial.set_user_attr("device", str(self.device))
