@@ -25,6 +25,7 @@ def __getattr__(name: str):
         "create_study": "xaiopt.study", "load_study": "xaiopt.study", "optimize": "xaiopt.study",
         "pareto_rows": "xaiopt.study", "ExplainerSpec": "xaiopt.space", "SearchSpace": "xaiopt.space",
         "Objective": "xaiopt.objective", "canonize": "xaiopt.canonize", "get_metric": "xaiopt.metrics",
+        "recommend": "xaiopt.analysis", "Recommendation": "xaiopt.analysis",
     }
     if name in lazy:
         import importlib
@@ -35,4 +36,5 @@ def __getattr__(name: str):
 __all__ = [
     "StudyConfig", "XaioptError", "__version__", "canonize", "create_study", "get_metric", "load_config",
     "load_study", "optimize", "pareto_rows", "parse_config", "ExplainerSpec", "SearchSpace", "Objective",
+    "Recommendation", "recommend",
 ]

@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name")
     p.add_argument("--format", default="table", choices=["table", "json", "csv"])
     _storage(p)
+    rc = ss.add_parser("recommend", help="the recommended setting, how sure it is (paired bootstrap), the "
+                       "front's compromise")
+    rc.add_argument("name")
+    rc.add_argument("--prefer", action="append", default=[], metavar="CATEGORY=W[,CATEGORY=W...]",
+                    help="category weights (complexity, faithfulness, localization, robustness, randomization, "
+                         "axiomatic); unnamed categories weigh 1; repeatable")
+    rc.add_argument("--top", type=int, default=3, help="how many settings to list (default 3)")
+    rc.add_argument("--format", default="text", choices=["text", "json"])
+    _storage(rc)
     pl = ss.add_parser("plot", help="write an interactive plotly Pareto figure")
     pl.add_argument("name")
     pl.add_argument("--out", required=True, metavar="FILE.html")
@@ -197,6 +206,11 @@ def _cmd_study(args: argparse.Namespace) -> int:
         print(f"study {args.name!r}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), file=sys.stderr)
     elif args.action == "pareto":
         _print_pareto(st.load_study(args.name, storage=args.storage), args.format)
+    elif args.action == "recommend":
+        from xaiopt.analysis import recommend
+
+        rec = recommend(st.load_study(args.name, storage=args.storage), prefer=args.prefer, top=args.top)
+        print(rec.to_json() if args.format == "json" else rec.text())
     elif args.action == "plot":
         _plot(st.load_study(args.name, storage=args.storage), args.out)
     elif args.action == "export":

@@ -1,0 +1,261 @@
+"""The recommended setting of a study, the confidence in it, and the front's compromise.
+
+Method (docs/recommendation.md): every metric min-max normalized over the study's distinct
+complete settings with its direction respected (1 = best), averaged per category, categories
+weighted (equal by default); the settings ranked by that score; a paired bootstrap over the
+samples compares the top setting with the runner-up, each baseline and the compromise of the
+Pareto front (the front's setting nearest the all-ones ideal point).
+
+Example::
+
+    import xaiopt
+    rec = xaiopt.recommend("quickstart", storage="sqlite:///xaiopt.db", prefer="faithfulness=2")
+    rec.best.number, rec.best.label      # the recommended trial and its settings
+    rec.comparisons[0].verdict           # 'indistinguishable' or 'better' / 'worse'
+    print(rec.text())
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from optuna.trial import FrozenTrial, TrialState
+
+from xaiopt.analysis.bootstrap import PairedDifference, paired_bootstrap
+from xaiopt.analysis.front import compromise as front_compromise
+from xaiopt.analysis.front import ideal_distance, pareto_mask
+from xaiopt.analysis.preferences import Prefer, category_weights
+from xaiopt.analysis.scoring import Scorer, competition_ranks
+from xaiopt.errors import ConfigError, StudyError
+from xaiopt.metrics import get_metric
+from xaiopt.study.baselines import BASELINE_ATTR
+from xaiopt.study.manage import LoadedStudy, load_study
+from xaiopt.study.per_sample import per_sample_scores
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One distinct explainer setting of the study (its first complete trial)."""
+
+    number: int
+    label: str
+    baseline: str | None
+    values: dict[str, float]
+    normalized: dict[str, float]
+    categories: dict[str, float]
+    category_ranks: dict[str, int]
+    score: float
+    rank: int
+    pareto: bool
+    ideal_distance: float
+    per_sample: bool
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """The recommended setting against another (``kind``: runner-up, baseline, compromise)."""
+
+    kind: str
+    name: str
+    other: int
+    difference: PairedDifference | None
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        """'better' / 'worse' (interval excludes 0), 'indistinguishable', or 'unknown' (no per-sample scores)."""
+        if self.difference is None:
+            return "unknown"
+        s = self.difference.score
+        if not s.distinguishable:
+            return "indistinguishable"
+        return "better" if s.low > 0 else "worse"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """What :func:`recommend` returns; ``text()`` is the paragraph the CLI prints, ``to_dict()`` its JSON."""
+
+    study: str
+    metrics: list[str]
+    directions: dict[str, str]
+    metric_categories: dict[str, str]
+    weights: dict[str, float]
+    complete_trials: int
+    settings: int
+    top: list[Setting]
+    compromise: Setting | None
+    comparisons: list[Comparison]
+    missing_baselines: dict[str, str]
+    constant_metrics: list[str]
+    rule: str
+    samples: int | None
+    resamples: int
+    confidence: float
+    seed: int
+    pareto_size: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def best(self) -> Setting:
+        return self.top[0]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["comparisons"] = [
+            {"kind": c.kind, "name": c.name, "other": c.other, "verdict": c.verdict, "note": c.note,
+             "score": c.difference and c.difference.score.to_dict(),
+             "categories": c.difference and {k: v.to_dict() for k, v in c.difference.categories.items()},
+             "held_fixed": c.difference and c.difference.held_fixed}
+            for c in self.comparisons
+        ]
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def text(self) -> str:
+        from xaiopt.analysis.render import render_text
+
+        return render_text(self)
+
+
+def _candidates(trials: list[FrozenTrial]) -> tuple[list[FrozenTrial], dict[int, int]]:
+    """Distinct settings (first complete trial of each explainer) and trial number -> its setting's number.
+
+    A ``duplicate_of`` trial maps to its original; two trials of one explainer that both computed
+    (two workers proposing it at once) count once, under the earlier.
+    """
+    keep: list[FrozenTrial] = []
+    alias: dict[int, int] = {}
+    seen: dict[str, int] = {}
+    for t in sorted(trials, key=lambda t: t.number):
+        dup = t.user_attrs.get("duplicate_of")
+        key = json.dumps(t.user_attrs.get("explainer"), sort_keys=True) if "explainer" in t.user_attrs else None
+        if dup is not None:
+            alias[t.number] = alias.get(dup, dup)
+        elif key is not None and key in seen:
+            alias[t.number] = seen[key]
+        else:
+            keep.append(t)
+            alias[t.number] = t.number
+            if key is not None:
+                seen[key] = t.number
+    return keep, alias
+
+
+def _label(t: FrozenTrial) -> str:
+    return t.user_attrs.get("explainer_text") or ", ".join(f"{k}={v}" for k, v in t.params.items())
+
+
+def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: Prefer = None, top: int = 3,
+              resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Recommendation:
+    """Recommend a setting of a finished (or running) study, with a paired-bootstrap confidence statement.
+
+    ``prefer``: category weights (``"faithfulness=2,localization=1"``, a list of such strings or a
+    dict); categories not named weigh 1. Deterministic for a given study, preference and ``seed``.
+
+    Example::
+
+        rec = recommend("quickstart", storage="sqlite:///xaiopt.db")
+        print(rec.text())
+    """
+    if top < 1:
+        raise ConfigError(f"--top must be >= 1, got {top}")
+    if resamples < 100:
+        raise ConfigError(f"--resamples must be >= 100, got {resamples}")
+    if not 0 < confidence < 1:
+        raise ConfigError(f"confidence must be between 0 and 1, got {confidence}")
+    loaded = study if isinstance(study, LoadedStudy) else load_study(study, storage=storage)
+    metrics = loaded.metric_names
+    directions = [d.name.lower() for d in loaded.study.directions]
+    categories = [get_metric(m).category for m in metrics]
+    complete = [t for t in loaded.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.values is not None]
+    if not complete:
+        raise StudyError(f"study {loaded.study.study_name!r} has no complete trials yet: nothing to recommend "
+                         f"(run `xaiopt study optimize {loaded.study.study_name}`)")
+    present = [c for c in dict.fromkeys(categories)]
+    weights = category_weights(prefer, present=present)
+    cands, alias = _candidates(complete)
+    values = np.array([t.values for t in cands], dtype=np.float64)
+    scorer = Scorer.fit(values, metrics=metrics, directions=directions, categories=categories, weights=weights)
+    weights = {c: weights[c] for c in scorer.categories}
+    norm = scorer.normalize(values)
+    cat = scorer.category_scores(values)
+    score = scorer.combine(cat)
+    order = sorted(range(len(cands)), key=lambda i: (-score[i], cands[i].number))
+    rank_of = {i: r + 1 for r, i in enumerate(order)}
+    cat_ranks = np.stack([competition_ranks(cat[:, k]) for k in range(cat.shape[1])], axis=1)
+    front = pareto_mask(norm)
+    informative = ~scorer.constant_mask
+    k_comp, _ = front_compromise(norm, informative)
+    dist = ideal_distance(norm, informative)
+    scores = {t.number: per_sample_scores(t) for t in cands}
+
+    def setting(i: int) -> Setting:
+        t = cands[i]
+        return Setting(
+            number=t.number, label=_label(t), baseline=t.user_attrs.get(BASELINE_ATTR),
+            values=dict(zip(metrics, map(float, values[i]))), normalized=dict(zip(metrics, map(float, norm[i]))),
+            categories=dict(zip(scorer.categories, map(float, cat[i]))),
+            category_ranks=dict(zip(scorer.categories, map(int, cat_ranks[i]))),
+            score=float(score[i]), rank=rank_of[i], pareto=bool(front[i]), ideal_distance=float(dist[i]),
+            per_sample=scores[t.number] is not None,
+        )
+
+    index = {t.number: i for i, t in enumerate(cands)}
+    best = order[0]
+
+    differences: dict[int, PairedDifference | None] = {}
+
+    def compare(kind: str, name: str, i: int, note: str = "") -> Comparison:
+        if i not in differences:
+            a, b = scores[cands[best].number], scores[cands[i].number]
+            differences[i] = None if a is None or b is None else paired_bootstrap(
+                a, b, scorer, observed_a=values[best], observed_b=values[i], resamples=resamples,
+                confidence=confidence, seed=seed)
+        return Comparison(kind=kind, name=name, other=cands[i].number, difference=differences[i], note=note)
+
+    comparisons = []
+    if len(order) > 1:
+        comparisons.append(compare("runner-up", "runner-up", order[1]))
+    baselines: dict[str, int] = {}
+    for t in sorted(complete, key=lambda t: t.number):
+        label = t.user_attrs.get(BASELINE_ATTR)
+        if label is not None and label not in baselines:
+            baselines[label] = alias[t.number]
+    for label, number in baselines.items():
+        i = index.get(number)
+        if i is None or i == best:
+            continue
+        note = "" if cands[i].user_attrs.get(BASELINE_ATTR) == label else f"same setting as trial {number}"
+        comparisons.append(compare("baseline", label, i, note))
+    if k_comp != best:
+        comparisons.append(compare("compromise", "compromise", k_comp))
+    missing = {}
+    for t in loaded.study.get_trials(deepcopy=False):
+        label = t.user_attrs.get(BASELINE_ATTR)
+        if label is not None and label not in baselines:
+            missing[label] = t.state.name.lower()
+    samples = next((d.difference.samples for d in comparisons if d.difference is not None), None)
+    if samples is None and scores[cands[best].number] is not None:
+        samples = max(len(v) for v in scores[cands[best].number].values())
+    notes = []
+    if any(s is None for s in scores.values()):
+        n = sum(s is None for s in scores.values())
+        notes.append(f"{n} of {len(cands)} settings stored no per-sample scores (trials run before xaiopt kept "
+                     f"them): comparisons with them have no confidence interval.")
+    rule = ("each metric min-max normalized over the study's distinct complete settings (1 = best, minimized "
+            "metrics flipped), averaged per category, categories combined by a weighted mean")
+    return Recommendation(
+        study=loaded.study.study_name, metrics=list(metrics), directions=dict(zip(metrics, directions)),
+        metric_categories=dict(zip(metrics, categories)), weights=weights, complete_trials=len(complete),
+        settings=len(cands), top=[setting(i) for i in order[:top]], compromise=setting(k_comp),
+        comparisons=comparisons, missing_baselines=missing, constant_metrics=scorer.constant, rule=rule,
+        samples=samples, resamples=resamples, confidence=confidence, seed=seed, pareto_size=int(front.sum()),
+        notes=notes,
+    )

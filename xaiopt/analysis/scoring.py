@@ -1,0 +1,94 @@
+"""One score per setting: metrics normalized by direction, averaged per category, categories weighted.
+
+The same :class:`Scorer` ranks the study's settings and scores every bootstrap resample, so the
+confidence statement is about exactly the rule that chose.
+
+Example::
+
+    scorer = Scorer.fit(values, metrics=["sparseness", "avg_sensitivity"],
+                        directions=["maximize", "minimize"], categories=["complexity", "robustness"],
+                        weights={"complexity": 1.0, "robustness": 2.0})
+    scorer.normalize(values)        # (T, M) in [0, 1], 1 = the study's best on that metric
+    scorer.score(values)            # (T,) weighted mean of the category means
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from xaiopt.metrics.registry import CATEGORIES
+
+# float32 scores carry about 7 significant digits: a study range below this share of the
+# metric's magnitude is rounding noise (a canonized and a plain twin computing the same function)
+CONSTANT_RTOL = 1e-6
+
+
+@dataclass(frozen=True)
+class Scorer:
+    """Min-max normalization fixed on the study's settings, category means, category weights."""
+
+    metrics: tuple[str, ...]
+    directions: tuple[str, ...]
+    metric_categories: tuple[str, ...]
+    low: np.ndarray
+    high: np.ndarray
+    weights: Mapping[str, float]
+
+    @classmethod
+    def fit(cls, values: np.ndarray, *, metrics: Sequence[str], directions: Sequence[str],
+            categories: Sequence[str], weights: Mapping[str, float]) -> "Scorer":
+        """Normalize over ``values`` ((T, M), one row per setting, metrics in study order)."""
+        values = np.asarray(values, dtype=np.float64)
+        return cls(metrics=tuple(metrics), directions=tuple(directions), metric_categories=tuple(categories),
+                   low=values.min(axis=0), high=values.max(axis=0), weights=dict(weights))
+
+    @property
+    def categories(self) -> list[str]:
+        """The categories of the study's metrics, in the registry's order."""
+        present = set(self.metric_categories)
+        return [c for c in CATEGORIES if c in present]
+
+    @property
+    def constant_mask(self) -> np.ndarray:
+        scale = np.maximum(np.abs(self.low), np.abs(self.high))
+        return (self.high - self.low) <= CONSTANT_RTOL * scale
+
+    @property
+    def constant(self) -> list[str]:
+        """Metrics equal (to float32 resolution) on every setting: they rank nothing, normalized to 0.5."""
+        return [m for m, c in zip(self.metrics, self.constant_mask) if c]
+
+    def normalize(self, means: np.ndarray) -> np.ndarray:
+        """(..., M) metric means -> (..., M), 1 = best of the study, 0 = worst, direction respected."""
+        means = np.asarray(means, dtype=np.float64)
+        const = self.constant_mask
+        span = np.where(const, 1.0, self.high - self.low)
+        up = (means - self.low) / span
+        flip = np.array([d == "minimize" for d in self.directions])
+        norm = np.where(flip, 1.0 - up, up)
+        return np.where(const, 0.5, norm)
+
+    def category_scores(self, means: np.ndarray) -> np.ndarray:
+        """(..., M) metric means -> (..., C) mean normalized value per category (``self.categories``)."""
+        norm = self.normalize(means)
+        cats = np.array(self.metric_categories)
+        return np.stack([norm[..., cats == c].mean(axis=-1) for c in self.categories], axis=-1)
+
+    def combine(self, category_scores: np.ndarray) -> np.ndarray:
+        """(..., C) category scores -> (...) their weighted mean."""
+        w = np.array([self.weights.get(c, 0.0) for c in self.categories], dtype=np.float64)
+        return category_scores @ (w / w.sum())
+
+    def score(self, means: np.ndarray) -> np.ndarray:
+        """(..., M) metric means -> (...) the weighted score (1 = best on everything)."""
+        return self.combine(self.category_scores(means))
+
+
+def competition_ranks(scores: np.ndarray, *, tol: float = 1e-6) -> np.ndarray:
+    """1 = best (largest); scores within ``tol`` (float32 rounding on the normalized scale) share
+    the better rank (1, 2, 2, 4)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    return 1 + (scores[None, :] > scores[:, None] + tol).sum(axis=1)
