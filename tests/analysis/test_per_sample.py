@@ -79,9 +79,9 @@ def test_small_study_keeps_per_sample_scores_and_recommends(tmp_path, capsys):
     assert out.startswith(f"Recommended for study {cfg.name!r}: trial {rec.best.number}")
 
 
-def test_per_sample_scores_on_postgresql_are_read_by_another_process(pg_url):
+def test_per_sample_scores_on_postgresql_are_read_by_another_process(pg_url, tmp_path):
     cfg = parse_config({**SMALL, "name": "pg-ps", "n_trials": 2})
-    create_study(cfg, storage=pg_url)
+    create_study(cfg, storage=pg_url, artifact_dir=tmp_path / "artifacts")
     optimize(cfg.name, storage=pg_url, n_trials=2, device="cpu")
     # a fresh reader holding nothing but the URL, as another machine would
     code = ("import sys, json; from xaiopt.study import load_study, per_sample_scores; "
