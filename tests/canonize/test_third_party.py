@@ -80,6 +80,7 @@ def test_functional_layers_on_a_modules_own_tensors_become_modules():
     before = census(model, x)
     assert sorted(before.unhooked) == ["blur: conv2d", "conv1: conv2d", "conv2: conv2d"]
     twin, report = canonize(model, x)
+    assert sorted(report.unhooked_before) == sorted(before.unhooked) and report.unhooked_layers == []
     assert {r.module for r in report.rewrites if r.kind == "functional_conv"} == {
         "conv1.canonizer_conv", "blur.canonizer_conv", "conv2.canonizer_conv"}
     assert twin.conv1.canonizer_conv.weight is twin.conv1.weight  # shared, not copied

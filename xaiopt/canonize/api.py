@@ -21,6 +21,7 @@ def _measure(report: CanonizationReport, model: nn.Module, twin: nn.Module, exam
     norms or runs weighted layers outside modules is not canonized, whatever the graph said."""
     before, after = census(model, example), census(twin, example)
     report.batch_norms_before = len(before.batch_norms)
+    report.unhooked_before = before.unhooked
     report.remaining_batch_norms = after.batch_norms
     report.unhooked_layers = after.unhooked
     problems = []

@@ -266,6 +266,8 @@ class _Rewriter:
             return
 
         reasons = [f"no preceding linear layer ({why_after})"]
+        if isinstance(parts, str) and isinstance(source, fx.Node) and g.cat_operands(source):
+            reasons.append(f"not split into the concatenated layers ({parts})")
         reasons.append(f"output not only into linear layers ({consumers})" if isinstance(consumers, str) else "")
         if len(users) == 1 and g.is_relu(self.root, users[0]) and isinstance(relu_consumers, str):
             reasons.append(f"ReLU output not only into linear layers ({relu_consumers})")

@@ -19,7 +19,8 @@ class CanonizationReport:
     (:func:`xaiopt.canonize.census.census`), never read off the graph: ``remaining_batch_norms``
     has one entry per batch-norm call of the twin (the module whose forward made it),
     ``unhooked_layers`` one per conv/linear call that no rule can attach to,
-    ``batch_norms_before`` counts the model's own batch-norm calls.
+    ``batch_norms_before`` counts the model's own batch-norm calls and ``unhooked_before`` lists the
+    model's own conv/linear calls outside any module.
     """
 
     model: str
@@ -31,6 +32,7 @@ class CanonizationReport:
     remaining_batch_norms: list[str] = field(default_factory=list)
     unhooked_layers: list[str] = field(default_factory=list)
     batch_norms_before: int = 0
+    unhooked_before: list[str] = field(default_factory=list)
     equivalence: Equivalence | None = None
     seconds: float = 0.0
 

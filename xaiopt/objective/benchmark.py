@@ -143,17 +143,18 @@ def build_benchmark(cfg: StudyConfig, device: torch.device) -> Benchmark:
     masks = data.masks.to(device) if data.masks is not None else None
     low = data.low.view(1, -1, 1, 1).to(device)
     high = data.high.view(1, -1, 1, 1).to(device)
+    plain = False in cfg.space.canonize
+    twin = report = twin_layers = None
+    if True in cfg.space.canonize:
+        twin, report = canonize(model, x[:1])  # its report holds both models' census
+        twin = _freeze(twin, device)
+    _check_reachable(cfg, (report.unhooked_before if report is not None else census(model, x[:1]).unhooked)
+                     if plain else [], report.unhooked_layers if report is not None else [])
+    if twin is not None:
+        twin_layers = resolve_groups(twin, x[:1], cfg.space.layer_groups)
     # the plain model's groups only matter when plain trials are searched: a model whose layers
     # become modules only in its twin (functional convolutions) can still be studied canonized
-    twin = report = None
-    if True in cfg.space.canonize:
-        twin, report = canonize(model, x[:1])
-        twin = _freeze(twin, device)
-    _check_reachable(cfg, census(model, x[:1]).unhooked if False in cfg.space.canonize else [],
-                     report.unhooked_layers if report is not None else [])
-    layers = resolve_groups(model, x[:1], cfg.space.layer_groups) if False in cfg.space.canonize else None
-    twin_layers = resolve_groups(twin, x[:1], cfg.space.layer_groups) if twin is not None else None
-    layers = layers if layers is not None else twin_layers
+    layers = resolve_groups(model, x[:1], cfg.space.layer_groups) if plain else twin_layers
     t_canon = time.perf_counter()
     with torch.no_grad():
         logits = torch.cat([model(xc) for xc in x.split(cfg.runtime.batch_budget)])
