@@ -188,7 +188,7 @@ def test_gamma_search_on_vgg16_bn_runs_one_trial(tmp_path, tiny_imagenet, sample
     else:
         assert set(trial.params) == {"canonize", *(f"{g}.gamma" for g in VGG_GROUPS)}
         assert all(trial.params[f"{g}.gamma"] in gammas for g in VGG_GROUPS)
-    text = trial.user_attrs["explainer_text"]
+    text = trial.user_attrs["explainer"]
     assert " first=zbox " in text and all(f" {g}=gamma(" in text for g in VGG_GROUPS), text
 
 
@@ -205,7 +205,7 @@ def test_canonization_comparison_runs_its_first_baseline(tmp_path, tiny_imagenet
     trials = study.get_trials()
     assert sorted(t.user_attrs[BASELINE_ATTR] for t in trials) == sorted(BASELINES)
     assert trial.user_attrs[BASELINE_ATTR] == "epsilon_gamma_box:canonized"
-    assert trial.user_attrs["explainer_text"] == (
+    assert trial.user_attrs["explainer"] == (
         "canonize=yes first=zbox conv1=gamma(0.25) conv2=gamma(0.25) conv3=gamma(0.25) classifier=epsilon(1e-06)")
     waiting = {t.user_attrs[BASELINE_ATTR]: t for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))}
     assert waiting["epsilon_plus:plain"].system_attrs["fixed_params"] == {

@@ -23,7 +23,7 @@ def test_quickstart_creates_and_runs_its_baselines(tmp_path):
     loaded = optimize("quickstart", storage=storage, n_trials=2, device="cpu")
     done = loaded.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
     assert [t.user_attrs["baseline"] for t in done] == ["epsilon_gamma_box:canonized", "epsilon_gamma_box:plain"]
-    assert done[0].user_attrs["explainer_text"] == (
+    assert done[0].user_attrs["explainer"] == (
         "canonize=yes first=zbox conv1=gamma(0.25) conv2=gamma(0.25) conv3=gamma(0.25) classifier=epsilon(1e-06)")
     # canonization changes the explanation of the same function
     assert done[0].values != done[1].values

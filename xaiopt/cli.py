@@ -76,14 +76,33 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--top", type=int, default=3, help="how many settings to list (default 3)")
     rc.add_argument("--format", default="text", choices=["text", "json"])
     _storage(rc)
+    rp = ss.add_parser("report", help="write a self-contained HTML report (recommendation, front, radar, "
+                       "hypervolume, importance, canonization effect, heatmaps, timings) into DIR")
+    rp.add_argument("name")
+    rp.add_argument("--out", required=True, metavar="DIR", help="directory for index.html (created if missing)")
+    rp.add_argument("--prefer", action="append", default=[], metavar="CATEGORY=W[,CATEGORY=W...]",
+                    help="category weights of the recommendation (as for `study recommend`)")
+    rp.add_argument("--images", type=int, default=4, metavar="K",
+                    help="evaluation images in the heatmap gallery (default 4; 0 leaves the gallery out)")
+    rp.add_argument("--device", help="where the gallery's attributions are computed (default: the config's)")
+    _storage(rp)
+    _threads(rp)
     pl = ss.add_parser("plot", help="write an interactive plotly Pareto figure")
     pl.add_argument("name")
     pl.add_argument("--out", required=True, metavar="FILE.html")
     _storage(pl)
-    ex = ss.add_parser("export", help="write a trial's explainer as a ready-to-use zennit composite (.py)")
+    ex = ss.add_parser("export", help="write the recommended (or a chosen) trial's explainer as a zennit composite: "
+                       "a Python module, or JSON for xaiopt.load_composite")
     ex.add_argument("name")
-    ex.add_argument("--trial", type=int, help="trial number (default: the first Pareto-optimal trial)")
-    ex.add_argument("--out", required=True, metavar="FILE.py")
+    which = ex.add_mutually_exclusive_group()
+    which.add_argument("--trial", type=int, help="trial number")
+    which.add_argument("--recommended", action="store_true",
+                       help="the recommended setting of `study recommend` (the default when no --trial is given)")
+    ex.add_argument("--prefer", action="append", default=[], metavar="CATEGORY=W[,CATEGORY=W...]",
+                    help="category weights of the recommendation (as for `study recommend`)")
+    ex.add_argument("--format", default=None, choices=["python", "json"],
+                    help="python (a module with make_composite()) or json (default: from --out's suffix)")
+    ex.add_argument("--out", required=True, metavar="FILE.py|FILE.json")
     _storage(ex)
     ls = ss.add_parser("list", help="list the studies in a storage")
     ls.add_argument("--format", default="table", choices=["table", "json"])
@@ -211,13 +230,18 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
         rec = recommend(st.load_study(args.name, storage=args.storage), prefer=args.prefer, top=args.top)
         print(rec.to_json() if args.format == "json" else rec.text())
+    elif args.action == "report":
+        from xaiopt.report import write_report
+
+        if args.images < 0:
+            raise ConfigError(f"--images must be >= 0, got {args.images}")
+        path = write_report(st.load_study(args.name, storage=args.storage), args.out, prefer=args.prefer,
+                            images=args.images, device=args.device)
+        print(f"wrote {path}", file=sys.stderr)
     elif args.action == "plot":
         _plot(st.load_study(args.name, storage=args.storage), args.out)
     elif args.action == "export":
-        from xaiopt.study.export import export_composite
-
-        path = export_composite(st.load_study(args.name, storage=args.storage), trial=args.trial, out=args.out)
-        print(f"wrote {path}", file=sys.stderr)
+        _export(args)
     elif args.action == "list":
         rows = st.list_studies(storage=args.storage)
         if args.format == "json":
@@ -232,6 +256,31 @@ def _cmd_study(args: argparse.Namespace) -> int:
         st.delete_study(args.name, storage=args.storage)
         print(f"deleted study {args.name!r}")
     return 0
+
+
+def _export(args: argparse.Namespace) -> None:
+    from xaiopt import study as st
+    from xaiopt.study.export import export_composite
+
+    loaded = st.load_study(args.name, storage=args.storage)
+    number, why = args.trial, f"trial {args.trial}, as asked"
+    if number is None:
+        from xaiopt.analysis import recommend
+
+        rec = recommend(loaded, prefer=args.prefer, top=1)
+        number = rec.best.number
+        kind = f"baseline {rec.best.baseline}, " if rec.best.baseline else ""
+        why = f"trial {number} ({kind}the recommended setting: rank 1 of {rec.settings} by {_weights(rec.weights)})"
+    elif args.prefer:
+        raise ConfigError("--prefer chooses the recommended setting; it has no meaning with --trial")
+    path = export_composite(loaded, trial=number, out=args.out, fmt=args.format)
+    print(f"wrote {path}: {why}", file=sys.stderr)
+
+
+def _weights(weights: dict[str, float]) -> str:
+    if len(set(weights.values())) <= 1:
+        return "equal category weights"
+    return "weights " + ", ".join(f"{c}={w:g}" for c, w in weights.items())
 
 
 def _cmd_worker(args: argparse.Namespace) -> int:

@@ -80,8 +80,13 @@ def test_create_optimize_pareto_plot(tmp_path, study_file, capsys, monkeypatch):
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3
     t = complete[0]
-    assert set(t.user_attrs["seconds"]) >= {"attribution", "total", "metric:sparseness"}
-    assert t.user_attrs["heatmap_artifact"]
+    # the dashboard's columns are flat and short; the full record is in system attrs
+    assert isinstance(t.user_attrs["seconds"], float) and isinstance(t.user_attrs["explainer"], str)
+    assert all(isinstance(v, (str, int, float, bool)) and len(str(v)) <= 120 for v in t.user_attrs.values())
+    assert set(t.system_attrs["xaiopt:seconds"]) >= {"attribution", "total", "metric:sparseness"}
+    assert t.system_attrs["xaiopt:seconds"]["total"] == pytest.approx(t.user_attrs["seconds"], abs=1e-3)
+    assert t.system_attrs["xaiopt:explainer"]["canonize"] in (True, False)
+    assert t.system_attrs["xaiopt:heatmap"]
     art_dir = tmp_path / "xaiopt-artifacts"
     pngs = list(art_dir.rglob("*"))
     assert any(p.is_file() and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" for p in pngs)

@@ -125,11 +125,11 @@ def test_a_point_proposed_again_reuses_the_finished_values(tmp_path):
     trials = optuna.load_study(study_name="t", storage=storage).trials
     assert all(t.state == optuna.trial.TrialState.COMPLETE for t in trials)
     dups = [t for t in trials if "duplicate_of" in t.user_attrs]
-    assert dups and len({t.user_attrs["explainer_text"] for t in trials}) == len(trials) - len(dups)
+    assert dups and len({t.user_attrs["explainer"] for t in trials}) == len(trials) - len(dups)
     for t in dups:
         first = trials[t.user_attrs["duplicate_of"]]
         assert "duplicate_of" not in first.user_attrs and first.number < t.number
-        assert first.user_attrs["explainer"] == t.user_attrs["explainer"]
+        assert first.system_attrs["xaiopt:explainer"] == t.system_attrs["xaiopt:explainer"]
         assert first.values == t.values
     from xaiopt.study import load_study, pareto_rows
 

@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from xaiopt.study.pareto import nondominated
+
 
 def pareto_mask(norm: np.ndarray) -> np.ndarray:
     """(T,) True for settings no other setting dominates (>= on all metrics, > on one)."""
     norm = np.asarray(norm, dtype=np.float64)
-    ge = (norm[:, None, :] >= norm[None, :, :]).all(axis=-1)  # ge[j, i]: j at least as good as i everywhere
-    gt = (norm[:, None, :] > norm[None, :, :]).any(axis=-1)
-    dominated = (ge & gt).any(axis=0)
-    return ~dominated
+    return nondominated(norm, ["maximize"] * norm.shape[1])
 
 
 def ideal_distance(norm: np.ndarray, informative: np.ndarray | None = None) -> np.ndarray:

@@ -31,6 +31,7 @@ from xaiopt.analysis.preferences import Prefer, category_weights
 from xaiopt.analysis.scoring import Scorer, competition_ranks
 from xaiopt.errors import ConfigError, StudyError
 from xaiopt.metrics import get_metric
+from xaiopt.objective.attrs import distinct_settings, explainer_text
 from xaiopt.study.baselines import BASELINE_ATTR
 from xaiopt.study.manage import LoadedStudy, load_study
 from xaiopt.study.per_sample import per_sample_scores
@@ -123,32 +124,8 @@ class Recommendation:
         return render_text(self)
 
 
-def _candidates(trials: list[FrozenTrial]) -> tuple[list[FrozenTrial], dict[int, int]]:
-    """Distinct settings (first complete trial of each explainer) and trial number -> its setting's number.
-
-    A ``duplicate_of`` trial maps to its original; two trials of one explainer that both computed
-    (two workers proposing it at once) count once, under the earlier.
-    """
-    keep: list[FrozenTrial] = []
-    alias: dict[int, int] = {}
-    seen: dict[str, int] = {}
-    for t in sorted(trials, key=lambda t: t.number):
-        dup = t.user_attrs.get("duplicate_of")
-        key = json.dumps(t.user_attrs.get("explainer"), sort_keys=True) if "explainer" in t.user_attrs else None
-        if dup is not None:
-            alias[t.number] = alias.get(dup, dup)
-        elif key is not None and key in seen:
-            alias[t.number] = seen[key]
-        else:
-            keep.append(t)
-            alias[t.number] = t.number
-            if key is not None:
-                seen[key] = t.number
-    return keep, alias
-
-
 def _label(t: FrozenTrial) -> str:
-    return t.user_attrs.get("explainer_text") or ", ".join(f"{k}={v}" for k, v in t.params.items())
+    return explainer_text(t)
 
 
 def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: Prefer = None, top: int = 3,
@@ -180,7 +157,7 @@ def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: P
                          f"(run `xaiopt study optimize {loaded.study.study_name}`)")
     present = [c for c in dict.fromkeys(categories)]
     weights = category_weights(prefer, present=present)
-    cands, alias = _candidates(complete)
+    cands, alias = distinct_settings(complete)
     values = np.array([t.values for t in cands], dtype=np.float64)
     scorer = Scorer.fit(values, metrics=metrics, directions=directions, categories=categories, weights=weights)
     weights = {c: weights[c] for c in scorer.categories}

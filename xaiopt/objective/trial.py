@@ -18,6 +18,18 @@ from xaiopt.errors import TrialFailed
 from xaiopt.metrics import MetricContext, get_metric
 from xaiopt.metrics.batching import images_per_pass
 from xaiopt.metrics.packing import pack_scores
+from xaiopt.objective.attrs import (
+    DUPLICATE_OF,
+    EXPLAINER,
+    FAIL_REASON,
+    HEATMAP_ATTR,
+    PER_SAMPLE_KEY,
+    SECONDS,
+    SECONDS_ATTR,
+    SPEC_ATTR,
+    heatmap_artifact,
+    spec_dict,
+)
 from xaiopt.objective.benchmark import Benchmark, get_benchmark
 from xaiopt.objective.explain import explainer_for
 from xaiopt.objective.heatmaps import save_heatmap_grid
@@ -29,7 +41,7 @@ log = logging.getLogger(__name__)
 # attr rather than a user attr: it lives in the same database row set (readable by any process
 # holding the storage URL, PostgreSQL with many workers included) but is no column of
 # optuna-dashboard's trial table, whose width it would blow up (docs/recommendation.md)
-PER_SAMPLE_ATTR = "xaiopt:per_sample"
+PER_SAMPLE_ATTR = PER_SAMPLE_KEY
 
 
 def metric_plan(cfg: StudyConfig) -> list[tuple[str, Any, dict[str, Any]]]:
@@ -129,16 +141,17 @@ class Objective:
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         t0 = time.perf_counter()
         spec = self.space.suggest(trial)
-        trial.set_user_attr("explainer", spec.to_dict())
-        trial.set_user_attr("explainer_text", spec.describe())
+        # flat, short user attrs (one dashboard column each); the full record in system attrs
+        _set_system_attr(trial, SPEC_ATTR, spec.to_dict())
+        trial.set_user_attr(EXPLAINER, spec.describe())
         earlier = self._same_explainer_done(trial, spec)
         if earlier is not None:
             # the metric vector is a deterministic function of the spec (fixed seed, fixed noise):
             # a sampler proposing a finished point again gets its values without recomputation
-            trial.set_user_attr("duplicate_of", earlier.number)
-            trial.set_user_attr("seconds", {"total": round(time.perf_counter() - t0, 4)})
-            if "heatmap_artifact" in earlier.user_attrs:
-                trial.set_user_attr("heatmap_artifact", earlier.user_attrs["heatmap_artifact"])
+            trial.set_user_attr(DUPLICATE_OF, earlier.number)
+            trial.set_user_attr(SECONDS, round(time.perf_counter() - t0, 4))
+            if heatmap_artifact(earlier) is not None:
+                _set_system_attr(trial, HEATMAP_ATTR, heatmap_artifact(earlier))
             # copied, not pointed to: every complete trial carries the samples behind its values
             if PER_SAMPLE_ATTR in earlier.system_attrs:
                 _set_system_attr(trial, PER_SAMPLE_ATTR, earlier.system_attrs[PER_SAMPLE_ATTR])
@@ -146,13 +159,14 @@ class Objective:
         try:
             scores, seconds, attributions = self.evaluate_per_sample(spec)
         except TrialFailed as err:
-            trial.set_user_attr("fail_reason", str(err))
+            trial.set_user_attr(FAIL_REASON, str(err))
             log.warning("trial %d failed: %s", trial.number, err)
             raise
         values = means(scores)
         _set_system_attr(trial, PER_SAMPLE_ATTR, pack_scores(scores))
         seconds["total"] = time.perf_counter() - t0
-        trial.set_user_attr("seconds", {k: round(v, 4) for k, v in seconds.items()})
+        _set_system_attr(trial, SECONDS_ATTR, {k: round(v, 4) for k, v in seconds.items()})
+        trial.set_user_attr(SECONDS, round(seconds["total"], 4))
         trial.set_user_attr("device", str(self.device))
         if self.artifact_store is not None and self.cfg.runtime.heatmaps > 0:
             self._upload_heatmaps(trial, attributions[: self.cfg.runtime.heatmaps])
@@ -164,7 +178,7 @@ class Objective:
     def _same_explainer_done(trial: optuna.Trial, spec: ExplainerSpec) -> FrozenTrial | None:
         wanted = spec.to_dict()
         for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if t.user_attrs.get("explainer") == wanted and t.values is not None:
+            if spec_dict(t) == wanted and t.values is not None:
                 return t
         return None
 
@@ -176,4 +190,4 @@ class Objective:
             artifact_id = optuna.artifacts.upload_artifact(
                 artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial, mimetype="image/png"
             )
-        trial.set_user_attr("heatmap_artifact", artifact_id)
+        _set_system_attr(trial, HEATMAP_ATTR, artifact_id)

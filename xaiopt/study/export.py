@@ -8,6 +8,7 @@ from typing import Any
 from optuna.trial import TrialState
 
 from xaiopt.errors import ConfigError, StudyError
+from xaiopt.objective.attrs import spec_dict
 from xaiopt.space import ExplainerSpec, get_rule
 from xaiopt.study.manage import BOUNDS_ATTR, FIRST_ATTR, GROUPS_ATTR, LoadedStudy
 
@@ -55,7 +56,7 @@ def make_composite():
 '''
 
 
-def export_composite(loaded: LoadedStudy, *, trial: int | None, out: str | Path) -> Path:
+def export_composite(loaded: LoadedStudy, *, trial: int | None, out: str | Path, fmt: str | None = None) -> Path:
     """Write a Python module with ``make_composite()`` for a trial (default: the first Pareto-optimal one)."""
     from xaiopt.space.spec import UNGROUPED_EPSILON
 
@@ -71,7 +72,7 @@ def export_composite(loaded: LoadedStudy, *, trial: int | None, out: str | Path)
         raise ConfigError(f"--trial: trial {trial} of study {study.study_name!r} is not complete (complete: {valid})")
     else:
         t = complete[trial]
-    spec = ExplainerSpec.from_dict(t.user_attrs["explainer"])
+    spec = ExplainerSpec.from_dict(spec_dict(t))
     groups: dict[str, list[str]] = study.user_attrs[GROUPS_ATTR]
     bounds: dict[str, Any] = study.user_attrs[BOUNDS_ATTR]
     first = study.user_attrs[FIRST_ATTR]

@@ -7,9 +7,11 @@ import io
 import json
 from typing import Any
 
+import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from xaiopt.errors import ConfigError
+from xaiopt.objective.attrs import baseline, distinct_settings, explainer_text, spec_dict, timings
 from xaiopt.study.manage import LoadedStudy
 
 FORMATS = ("table", "json", "csv")
@@ -19,21 +21,56 @@ def trial_row(t: FrozenTrial, metric_names: list[str]) -> dict[str, Any]:
     return {
         "number": t.number,
         "values": dict(zip(metric_names, t.values or [])),
-        "explainer": t.user_attrs.get("explainer"),
-        "explainer_text": t.user_attrs.get("explainer_text", ""),
+        "explainer": spec_dict(t),
+        "explainer_text": explainer_text(t),
         "params": t.params,
-        "seconds": t.user_attrs.get("seconds", {}).get("total"),
-        "baseline": t.user_attrs.get("baseline"),
+        "seconds": timings(t).get("total"),
+        "baseline": baseline(t),
     }
 
 
-def pareto_rows(loaded: LoadedStudy) -> list[dict[str, Any]]:
-    """The Pareto-optimal complete trials, by trial number (a repeat of an earlier trial's
-    configuration, marked ``duplicate_of``, is listed once, under the earlier trial)."""
+def nondominated(values: np.ndarray, directions: list[str]) -> np.ndarray:
+    """(T,) True for rows no other row dominates (at least as good on every metric, better on one),
+    each column read in its own direction (``maximize`` / ``minimize``)."""
+    v = np.asarray(values, dtype=np.float64).reshape(len(values), len(directions))
+    v = v * np.array([1.0 if d == "maximize" else -1.0 for d in directions])
+    ge = (v[:, None, :] >= v[None, :, :]).all(axis=-1)  # ge[j, i]: j at least as good as i everywhere
+    gt = (v[:, None, :] > v[None, :, :]).any(axis=-1)
+    return ~(ge & gt).any(axis=0)
+
+
+def distinct_complete(loaded: LoadedStudy) -> list[FrozenTrial]:
+    """The study's distinct complete settings (each explainer once, under its first trial)."""
+    complete = [t for t in loaded.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.values is not None]
+    return distinct_settings(complete)[0]
+
+
+def front_trials(loaded: LoadedStudy, metrics: list[str] | None = None) -> list[FrozenTrial]:
+    """The Pareto-optimal distinct settings on ``metrics`` (default: all the study's), by trial number.
+
+    A repeat of a finished setting (``duplicate_of``, or two workers computing it at once) counts
+    once, under the earlier trial: the figures, the tables and the recommendation agree.
+    """
     names = loaded.metric_names
-    best = loaded.study.best_trials if loaded.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)) else []
-    best = [t for t in best if "duplicate_of" not in t.user_attrs]
-    return [trial_row(t, names) for t in sorted(best, key=lambda t: t.number)]
+    chosen = list(names) if metrics is None else list(metrics)
+    unknown = [m for m in chosen if m not in names]
+    if unknown or not chosen:
+        raise ConfigError(f"--metrics: {', '.join(unknown) or '(none)'} is not a metric of study "
+                          f"{loaded.study.study_name!r} (valid: {', '.join(names)})")
+    idx = [names.index(m) for m in chosen]
+    directions = [d.name.lower() for d in loaded.study.directions]
+    settings = distinct_complete(loaded)
+    if not settings:
+        return []
+    values = np.array([[t.values[i] for i in idx] for t in settings])
+    mask = nondominated(values, [directions[i] for i in idx])
+    return [t for t, keep in zip(settings, mask) if keep]
+
+
+def pareto_rows(loaded: LoadedStudy, metrics: list[str] | None = None) -> list[dict[str, Any]]:
+    """The Pareto-optimal distinct settings (on ``metrics``, default all) as rows, by trial number."""
+    return [trial_row(t, loaded.metric_names) for t in front_trials(loaded, metrics)]
 
 
 def render(rows: list[dict[str, Any]], metric_names: list[str], directions: list[str], fmt: str) -> str:
