@@ -264,11 +264,13 @@ class DataConfig(_Strict):
     line) that dataset class names (folders, wnids, VOC names) are looked up in. ``n_classes``: a
     seeded subset of that many classes, ``n_samples`` balanced over them. ``split``: ``train``/
     ``test`` for ``benchmark``, ``train``/``val``/``trainval`` for ``voc``. ``mean``/``std``: the
-    model's input normalisation (default ImageNet's).
+    model's input normalisation (default ImageNet's). ``holdout``: a fraction (``0 < f < 1``) or a
+    count of the ``n_samples`` kept out of the search, stratified by class and seeded by ``seed``;
+    trials are scored on the rest, ``xaiopt study validate`` on these (xaiopt/zoo/split.py).
 
     Example::
 
-        data: {name: "imagenet:/data/imagenet", n_samples: 100, n_classes: 50, target: label}
+        data: {name: "imagenet:/data/imagenet", n_samples: 100, n_classes: 50, target: label, holdout: 0.3}
     """
 
     name: str = "benchmark"
@@ -281,6 +283,20 @@ class DataConfig(_Strict):
     split: str | None = None
     mean: list[float] | None = None
     std: list[float] | None = None
+    holdout: int | float | None = None
+
+    @field_validator("holdout", mode="before")
+    @classmethod
+    def _holdout(cls, v: Any) -> Any:
+        if v is None:
+            return v
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise ValueError(f"give a fraction 0 < f < 1 or a count >= 1 of held-out samples, got {v!r}")
+        if isinstance(v, float) and not 0.0 < v < 1.0:
+            raise ValueError(f"a fraction must be 0 < f < 1, got {v}")
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"a count must be >= 1, got {v}")
+        return v
 
     @field_validator("n_samples")
     @classmethod
@@ -320,6 +336,9 @@ class DataConfig(_Strict):
             if self.n_classes > self.n_samples:
                 raise ValueError(f"n_classes={self.n_classes} exceeds n_samples={self.n_samples}; every selected "
                                  f"class needs a sample (valid: n_classes <= n_samples)")
+        if isinstance(self.holdout, int) and self.holdout >= self.n_samples:
+            raise ValueError(f"holdout={self.holdout} leaves no search sample of n_samples={self.n_samples} "
+                             f"(valid: 1 to {self.n_samples - 1}, or a fraction)")
         if (self.mean is None) != (self.std is None):
             raise ValueError("mean and std go together; give both (3 numbers each) or neither")
         if self.std is not None and any(s <= 0 for s in self.std):
