@@ -26,6 +26,7 @@ def __getattr__(name: str):
         "pareto_rows": "xaiopt.study", "ExplainerSpec": "xaiopt.space", "SearchSpace": "xaiopt.space",
         "Objective": "xaiopt.objective", "canonize": "xaiopt.canonize", "get_metric": "xaiopt.metrics",
         "recommend": "xaiopt.analysis", "Recommendation": "xaiopt.analysis",
+        "load_composite": "xaiopt.space.exported",
     }
     if name in lazy:
         import importlib
@@ -36,5 +37,5 @@ def __getattr__(name: str):
 __all__ = [
     "StudyConfig", "XaioptError", "__version__", "canonize", "create_study", "get_metric", "load_config",
     "load_study", "optimize", "pareto_rows", "parse_config", "ExplainerSpec", "SearchSpace", "Objective",
-    "Recommendation", "recommend",
+    "Recommendation", "recommend", "load_composite",
 ]

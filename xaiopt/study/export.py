@@ -1,16 +1,32 @@
-"""Export a trial's explainer as a ready-to-use zennit composite (a small Python module)."""
+"""Export a trial's explainer: a Python module with ``make_composite()`` (zennit plus the canonizer), or a
+versioned JSON document for :func:`xaiopt.load_composite` (docs/export.md).
+
+Example::
+
+    loaded = load_study("quickstart", storage="sqlite:///xaiopt.db")
+    export_composite(loaded, trial=7, out="trial7.json")      # or out="trial7.py"
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from xaiopt.errors import ConfigError, StudyError
 from xaiopt.objective.attrs import spec_dict
-from xaiopt.space import ExplainerSpec, get_rule
+from xaiopt.space import ExplainerSpec, LayerGroups, get_rule
+from xaiopt.space.exported import composite_document, name_rules
+from xaiopt.space.spec import UNGROUPED_EPSILON
 from xaiopt.study.manage import BOUNDS_ATTR, FIRST_ATTR, GROUPS_ATTR, LoadedStudy
+from xaiopt.study.pareto import front_trials
+
+# output format by the suffix of --out
+FORMATS = {".py": "python", ".json": "json"}
 
 _TEMPLATE = '''"""zennit composite exported by xaiopt: study {study!r}, trial {number}.
 
@@ -57,45 +73,76 @@ def make_composite():
 
 
 def export_composite(loaded: LoadedStudy, *, trial: int | None, out: str | Path, fmt: str | None = None) -> Path:
-    """Write a Python module with ``make_composite()`` for a trial (default: the first Pareto-optimal one)."""
-    from xaiopt.space.spec import UNGROUPED_EPSILON
+    """Write trial ``trial``'s explainer to ``out`` and return the path.
 
+    ``fmt``: ``python`` (a module with ``make_composite()``) or ``json`` (an ``xaiopt.composite``
+    document); None takes it from the suffix of ``out`` (``.py`` / ``.json``). ``trial=None`` takes
+    the first Pareto-optimal distinct setting (the CLI passes the recommended one). The file is
+    written whole or not at all.
+    """
+    out = Path(out)
+    fmt = output_format(out, fmt)
+    if not out.resolve().parent.is_dir():
+        raise ConfigError(f"--out: directory {out.parent} does not exist")
+    t = _chosen_trial(loaded, trial)
+    raw = spec_dict(t)
+    if raw is None:
+        raise StudyError(f"trial {t.number} of study {loaded.study.study_name!r} recorded no explainer")
+    spec = ExplainerSpec.from_dict(raw)
+    study = loaded.study
+    layers = LayerGroups(groups=study.user_attrs[GROUPS_ATTR], first_layer=study.user_attrs[FIRST_ATTR])
+    bounds: dict[str, Any] = study.user_attrs[BOUNDS_ATTR]
+    if fmt == "json":
+        from xaiopt import __version__
+
+        directions = [d.name.lower() for d in study.directions]
+        metrics = [{"name": n, "value": v, "direction": d}
+                   for n, v, d in zip(loaded.metric_names, t.values, directions)]
+        doc = composite_document(spec=spec, layers=layers, low=bounds["low"], high=bounds["high"],
+                                 study=study.study_name, trial=t.number, model=loaded.config.model.name,
+                                 metrics=metrics, xaiopt_version=__version__)
+        text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    else:
+        text = _python_module(loaded, t, spec, layers, bounds, out)
+    _write_atomic(out, text)
+    return out
+
+
+def output_format(out: Path, fmt: str | None) -> str:
+    """``python`` or ``json``: ``fmt`` if given (and agreeing with the suffix), else the suffix's."""
+    valid = ", ".join(f"{s} ({f})" for s, f in FORMATS.items())
+    by_suffix = FORMATS.get(out.suffix)
+    if fmt is not None and fmt not in FORMATS.values():
+        raise ConfigError(f"--format: {fmt!r} is not an export format (valid: {', '.join(FORMATS.values())})")
+    if by_suffix is None:
+        raise ConfigError(f"--out: {out.name!r} has no export suffix (valid: {valid})")
+    if fmt is not None and fmt != by_suffix:
+        raise ConfigError(f"--format {fmt} does not match --out {out.name!r} (a {by_suffix} file; valid pairs: {valid})")
+    return by_suffix
+
+
+def _chosen_trial(loaded: LoadedStudy, trial: int | None) -> FrozenTrial:
     study = loaded.study
     complete = {t.number: t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))}
     if trial is None:
-        best = sorted(study.best_trials, key=lambda t: t.number) if complete else []
-        if not best:
+        front = front_trials(loaded) if complete else []
+        if not front:
             raise StudyError(f"study {study.study_name!r} has no complete trial to export")
-        t = best[0]
-    elif trial not in complete:
+        return front[0]
+    if trial not in complete:
         valid = ", ".join(map(str, sorted(complete))) or "none"
         raise ConfigError(f"--trial: trial {trial} of study {study.study_name!r} is not complete (complete: {valid})")
-    else:
-        t = complete[trial]
-    spec = ExplainerSpec.from_dict(spec_dict(t))
-    groups: dict[str, list[str]] = study.user_attrs[GROUPS_ATTR]
-    bounds: dict[str, Any] = study.user_attrs[BOUNDS_ATTR]
-    first = study.user_attrs[FIRST_ATTR]
+    return complete[trial]
+
+
+def _python_module(loaded: LoadedStudy, t: FrozenTrial, spec: ExplainerSpec, layers: LayerGroups,
+                   bounds: dict[str, Any], out: Path) -> str:
     lines = []
-    for g, mods in groups.items():
-        if not mods or g not in spec.groups:
-            continue
-        choice = spec.groups[g]
-        rule = get_rule(choice.rule)
-        names = [m for m in mods if not (spec.first_layer != "same" and m == first)]
-        if names:
-            code = rule.code.format(param=choice.value, low="LOW", high="HIGH")
-            lines.append(f"    ({tuple(names)!r}, {code}),  # {g}")
-    if spec.first_layer != "same" and first is not None:
-        code = get_rule(spec.first_layer).code.format(param=None, low="LOW", high="HIGH")
-        lines.append(f"    (({first!r},), {code}),  # first layer")
-    out = Path(out)
-    if out.suffix != ".py":
-        raise ConfigError(f"--out: {out} must be a .py file (it is imported as a module)")
-    if not out.resolve().parent.is_dir():
-        raise ConfigError(f"--out: directory {out.parent} does not exist")
-    text = _TEMPLATE.format(
-        study=study.study_name, number=t.number, text=spec.describe(),
+    for entry in name_rules(spec, layers):
+        code = get_rule(entry.rule).code.format(param=entry.value, low="LOW", high="HIGH")
+        lines.append(f"    ({entry.names!r}, {code}),  # {entry.label}")
+    return _TEMPLATE.format(
+        study=loaded.study.study_name, number=t.number, text=spec.describe(),
         values=", ".join(f"{n}={v:.4g}" for n, v in zip(loaded.metric_names, t.values)),
         module=out.stem, model=loaded.config.model.name,
         canon_import="from xaiopt.canonize import GraphCanonizer\n" if spec.canonize else "",
@@ -104,7 +151,15 @@ def export_composite(loaded: LoadedStudy, *, trial: int | None, out: str | Path,
         low=[float(v) for v in bounds["low"]], high=[float(v) for v in bounds["high"]],
         name_map="\n".join(lines), ungrouped=UNGROUPED_EPSILON,
     )
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
-    return out
+
+
+def _write_atomic(out: Path, text: str) -> None:
+    # a temporary file beside the target, renamed over it: a reader never sees half a file
+    fd, tmp = tempfile.mkstemp(dir=out.resolve().parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
