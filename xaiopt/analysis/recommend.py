@@ -128,6 +128,29 @@ def _label(t: FrozenTrial) -> str:
     return explainer_text(t)
 
 
+def _scoring(loaded: LoadedStudy, prefer: Prefer):
+    """The study's distinct complete settings, their values and the Scorer fitted on them."""
+    metrics = loaded.metric_names
+    directions = [d.name.lower() for d in loaded.study.directions]
+    categories = [get_metric(m).category for m in metrics]
+    complete = [t for t in loaded.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if t.values is not None]
+    if not complete:
+        raise StudyError(f"study {loaded.study.study_name!r} has no complete trials yet: nothing to recommend "
+                         f"(run `xaiopt study optimize {loaded.study.study_name}`)")
+    present = [c for c in dict.fromkeys(categories)]
+    weights = category_weights(prefer, present=present)
+    cands, alias = distinct_settings(complete)
+    values = np.array([t.values for t in cands], dtype=np.float64)
+    scorer = Scorer.fit(values, metrics=metrics, directions=directions, categories=categories, weights=weights)
+    return complete, cands, alias, values, scorer
+
+
+def study_scorer(loaded: LoadedStudy, prefer: Prefer = None) -> Scorer:
+    """The Scorer that :func:`recommend` ranks with (normalization over the distinct complete settings)."""
+    return _scoring(loaded, prefer)[-1]
+
+
 def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: Prefer = None, top: int = 3,
               resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Recommendation:
     """Recommend a setting of a finished (or running) study, with a paired-bootstrap confidence statement.
@@ -148,19 +171,10 @@ def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: P
         raise ConfigError(f"confidence must be between 0 and 1, got {confidence}")
     loaded = study if isinstance(study, LoadedStudy) else load_study(study, storage=storage)
     metrics = loaded.metric_names
-    directions = [d.name.lower() for d in loaded.study.directions]
-    categories = [get_metric(m).category for m in metrics]
-    complete = [t for t in loaded.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if t.values is not None]
-    if not complete:
-        raise StudyError(f"study {loaded.study.study_name!r} has no complete trials yet: nothing to recommend "
-                         f"(run `xaiopt study optimize {loaded.study.study_name}`)")
-    present = [c for c in dict.fromkeys(categories)]
-    weights = category_weights(prefer, present=present)
-    cands, alias = distinct_settings(complete)
-    values = np.array([t.values for t in cands], dtype=np.float64)
-    scorer = Scorer.fit(values, metrics=metrics, directions=directions, categories=categories, weights=weights)
-    weights = {c: weights[c] for c in scorer.categories}
+    complete, cands, alias, values, scorer = _scoring(loaded, prefer)
+    directions = list(scorer.directions)
+    categories = list(scorer.metric_categories)
+    weights = {c: scorer.weights[c] for c in scorer.categories}
     norm = scorer.normalize(values)
     cat = scorer.category_scores(values)
     score = scorer.combine(cat)
