@@ -27,6 +27,8 @@ from xaiopt.config import StudyConfig
 from xaiopt.errors import ConfigError
 from xaiopt.space import LayerGroups, resolve_groups
 from xaiopt.zoo import load_dataset, load_model
+from xaiopt.zoo.evaldata import EvalData
+from xaiopt.zoo.split import Split, holdout_split
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,8 @@ class Benchmark:
     labels: Tensor | None = None
     target: str = "label"
     class_names: tuple[str, ...] = ()
+    subset: str = "search"
+    split: Split | None = None
 
     def model_for(self, canonized: bool) -> tuple[nn.Module, LayerGroups]:
         if canonized:
@@ -127,8 +131,32 @@ def _check_reachable(cfg: StudyConfig, plain: list[str], twin: list[str]) -> Non
                           f"Conv/Linear module, where no LRP rule can attach ({names}); {hint}")
 
 
-def build_benchmark(cfg: StudyConfig, device: torch.device) -> Benchmark:
-    """Load model and data, canonize (when the space asks for it), move all to ``device``."""
+SUBSETS = ("search", "holdout")
+
+
+def _subset(cfg: StudyConfig, data: EvalData, subset: str) -> tuple[EvalData, Split | None]:
+    """The evaluation samples of ``subset``: all of them without ``data.holdout``; else the search or
+    the held-out part of the seeded, stratified split. Selected before the model sees any sample."""
+    if subset not in SUBSETS:
+        raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
+    if cfg.data.holdout is None:
+        if subset == "holdout":
+            raise ConfigError(f"study config has no data.holdout: there are no held-out samples (set data.holdout "
+                              f"to a fraction or a count and create the study again)")
+        return data, None
+    split = holdout_split(data.y, cfg.data.holdout, seed=cfg.data.seed)
+    keep = torch.tensor(split.search if subset == "search" else split.holdout, dtype=torch.long)
+    return EvalData(x=data.x[keep], y=data.y[keep], masks=None if data.masks is None else data.masks[keep],
+                    low=data.low, high=data.high, num_classes=data.num_classes,
+                    class_names=data.class_names), split
+
+
+def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "search") -> Benchmark:
+    """Load model and data, canonize (when the space asks for it), move all to ``device``.
+
+    ``subset``: the samples the benchmark holds, ``search`` (what trials are scored on) or
+    ``holdout`` (for validation); with no ``data.holdout`` in the config, search is every sample.
+    """
     t0 = time.perf_counter()
     model = load_model(cfg.model.name, cache_dir=cfg.model.cache_dir, num_classes=cfg.model.num_classes,
                        weights=cfg.model.weights)
@@ -136,6 +164,7 @@ def build_benchmark(cfg: StudyConfig, device: torch.device) -> Benchmark:
     data = load_dataset(cfg.data.name, n=cfg.data.n_samples, seed=cfg.data.seed, cache_dir=cfg.model.cache_dir,
                         image_size=cfg.data.image_size, split=cfg.data.split, classes=cfg.data.classes,
                         n_classes=cfg.data.n_classes, mean=cfg.data.mean, std=cfg.data.std)
+    data, split = _subset(cfg, data, subset)
     t_data = time.perf_counter()
     model = _freeze(model, device)
     x = data.x.to(device)
@@ -168,7 +197,7 @@ def build_benchmark(cfg: StudyConfig, device: torch.device) -> Benchmark:
         logits=logits, device=device, num_classes=int(logits.shape[1]), canonization=report,
         build_seconds={"model": t_model - t0, "data": t_data - t_model, "canonize": t_canon - t_data,
                        "total": time.perf_counter() - t0},
-        labels=labels, target=cfg.data.target, class_names=data.class_names,
+        labels=labels, target=cfg.data.target, class_names=data.class_names, subset=subset, split=split,
     )
     log.info("benchmark ready on %s in %.1fs (accuracy on the evaluation batch %.3f against its %s)", device,
              bench.build_seconds["total"], bench.accuracy, "labels" if cfg.data.target == "label" else "predictions")
@@ -187,11 +216,11 @@ def _check_targets(cfg: StudyConfig, class_names: tuple[str, ...], labels: Tenso
         )
 
 
-_CACHE: dict[tuple[str, str], Benchmark] = {}
+_CACHE: dict[tuple[str, str, str], Benchmark] = {}
 
 
-def get_benchmark(cfg: StudyConfig, device: torch.device) -> Benchmark:
-    """The cached benchmark for this config's model/data/groups on ``device`` (built on first use)."""
+def get_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "search") -> Benchmark:
+    """The cached benchmark for this config's model/data/groups/subset on ``device`` (built on first use)."""
     key = (
         json.dumps(
             {
@@ -203,7 +232,8 @@ def get_benchmark(cfg: StudyConfig, device: torch.device) -> Benchmark:
             sort_keys=True,
         ),
         str(device),
+        subset,
     )
     if key not in _CACHE:
-        _CACHE[key] = build_benchmark(cfg, device)
+        _CACHE[key] = build_benchmark(cfg, device, subset)
     return _CACHE[key]
