@@ -31,6 +31,7 @@ GROUPS_ATTR = "xaiopt:layer_groups"
 BOUNDS_ATTR = "xaiopt:input_bounds"
 FIRST_ATTR = "xaiopt:first_layer"
 EVAL_ATTR = "xaiopt:evaluation_batch"
+SPLIT_ATTR = "xaiopt:split"
 CANON_ATTR = "xaiopt:canonization"
 
 
@@ -86,6 +87,9 @@ def preflight(cfg: StudyConfig) -> dict[str, Any]:
         FIRST_ATTR: bench.layers.first_layer,
         BOUNDS_ATTR: {"low": bench.low.flatten().tolist(), "high": bench.high.flatten().tolist()},
         EVAL_ATTR: bench.evaluation(),
+        # which evaluation samples are searched on and which are held out (data.holdout): every
+        # worker recomputes the split from the config and checks it against this record
+        SPLIT_ATTR: None if bench.split is None else {**bench.split.to_dict(), "holdout_spec": cfg.data.holdout},
     }
 
 
@@ -113,7 +117,11 @@ def describe_evaluation(summary: dict[str, Any]) -> tuple[str, str | None]:
         line, warning = describe_evaluation(loaded.study.user_attrs["xaiopt:evaluation_batch"])
         line   # 'evaluation batch: 32 samples, 8 classes, accuracy 0.91 against labels'
     """
+    held = summary.get("held_out", 0)
     head = f"evaluation batch: {summary['samples']} samples, {summary['classes']} classes"
+    if held:
+        head = (f"evaluation batch: {summary['samples']} search samples ({held} more held out for `xaiopt study "
+                f"validate`, never shown to the model during the search), {summary['classes']} classes")
     if summary["target"] == "predicted":
         return (f"{head} (the model's predictions), accuracy 1 by construction (data.target: predicted); "
                 f"agreement with the dataset labels {summary['label_accuracy']:.2f}"), None
