@@ -74,7 +74,7 @@ def _relevance(model, composite, x, y):
 
 
 def test_json_composite_gives_the_trials_attributions(study):
-    cfg, loaded, trials, docs, tmp = study
+    cfg, _, trials, docs, tmp = study
     objective = Objective(cfg, device=torch.device("cpu"))
     bench = objective.bench
     for t in trials:
@@ -104,7 +104,7 @@ def _double(bench):
 
 @pytest.mark.parametrize("index", [0, 3])  # canonized with z-box/gamma/alpha-beta; plain with z-box/epsilon
 def test_json_composite_in_float64(study, index):
-    cfg, loaded, trials, docs, tmp = study
+    cfg, _, trials, docs, _ = study
     objective = Objective(cfg, device=torch.device("cpu"))
     objective.bench = _double(objective.bench)
     bench = objective.bench
@@ -122,7 +122,7 @@ def test_json_composite_in_float64(study, index):
 
 
 def test_document_fields_come_from_the_study(study):
-    cfg, loaded, trials, docs, tmp = study
+    cfg, loaded, trials, docs, _ = study
     attrs = loaded.study.user_attrs
     for t in trials:
         doc = docs[t.number]
@@ -162,8 +162,8 @@ def test_python_and_json_exports_attach_the_same_rules(study):
         model = copy.deepcopy(bench.model)
         handles = [h for c in python.canonizers for h in c.apply(model)]
         try:
-            rules = [(name, _describe(python.module_map({}, name, m)), _describe(loaded_composite.module_map({}, name, m)))
-                     for name, m in model.named_modules()]
+            rules = [(name, _describe(python.module_map({}, name, m)),
+                      _describe(loaded_composite.module_map({}, name, m))) for name, m in model.named_modules()]
         finally:
             for h in handles:
                 h.remove()
@@ -209,18 +209,19 @@ MALFORMED = [
     (("spec", "groups", "conv1", "rule"), "gama",
      r"^spec.groups.conv1.rule: unknown rule 'gama' \(valid: epsilon, gamma, alpha2beta1, .*zbox, pass\)$"),
     (("spec", "first_layer"), "gamma", r"^spec.first_layer: 'gamma' is not a first-layer rule \(valid: same, .*flat"),
-    (("spec", "groups", "conv1", "value"), None, r"^spec.groups.conv1.value: rule 'gamma' needs its gamma \(a number\)$"),
+    (("spec", "groups", "conv1", "value"), None,
+     r"^spec.groups.conv1.value: rule 'gamma' needs its gamma \(a number\)$"),
     (("spec", "groups", "conv1", "value"), "big", r"^spec.groups.conv1.value: expected a finite number, got \"big\"$"),
     (("spec", "groups", "conv2", "value"), 1.0, r"^spec.groups.conv2.value: rule 'alpha2beta1' takes no parameter"),
-    (("spec", "groups", "conv2"), None, r"^spec.groups: layer group 'conv2' has modules but no rule \(groups with a "
-                                        r"rule: conv1, classifier\)$"),
+    (("spec", "groups", "conv2"), None,
+     r"^spec.groups: layer group 'conv2' has modules but no rule \(groups with a rule: conv1, classifier\)$"),
     (("spec", "groups", "conv9"), {"rule": "zplus"}, r"^spec.groups: 'conv9' not in layers.groups \(valid: conv1, "),
-    (("input_bounds", "low"), [0.0], r"^input_bounds: low and high need one number per input channel each \(got 1 "
-                                     r"and 3\)$"),
+    (("input_bounds", "low"), [0.0],
+     r"^input_bounds: low and high need one number per input channel each \(got 1 and 3\)$"),
     (("layers", "groups", "conv1"), "features.0", r"^layers.groups.conv1: expected a list of module names"),
     (("layers", "groups", "conv2", 0), "features.99",
-     r"^layers.groups.conv2: module 'features.99' is not in the canonized model \(its conv/linear modules: "
-     r"features.0, features.4, "),
+     (r"^layers.groups.conv2: module 'features.99' is not in the canonized model \(its conv/linear modules: "
+      r"features.0, features.4, features.8, features.12, classifier.0, classifier.2\)$")),
     (("layers", "groups", "conv2", 0), "features.1",
      r"^layers.groups.conv2: module 'features.1' of the canonized model is a \w+, not a conv/linear layer"),
     (("layers", "first_layer"), "stem", r"^layers.first_layer: module 'stem' is not in the canonized model"),
@@ -229,7 +230,7 @@ MALFORMED = [
 
 @pytest.mark.parametrize(("path", "value", "match"), MALFORMED, ids=lambda v: None)
 def test_malformed_documents_are_one_line_errors(study, path, value, match):
-    cfg, loaded, trials, docs, tmp = study
+    cfg, _, _, docs, _ = study
     bench = Objective(cfg, device=torch.device("cpu")).bench
     doc = _edit(docs[0], path, value, delete=value is None)
     with pytest.raises(ConfigError, match=match) as err:
@@ -240,7 +241,7 @@ def test_malformed_documents_are_one_line_errors(study, path, value, match):
 
 
 def test_unreadable_sources_and_models(study, tmp_path):
-    cfg, loaded, trials, docs, tmp = study
+    cfg, _, _, docs, _ = study
     bench = Objective(cfg, device=torch.device("cpu")).bench
     with pytest.raises(ConfigError, match=r"^spec: not JSON \(Expecting property name enclosed in double quotes at "
                                           r"line 1 column 2\); expected an xaiopt.composite document"):

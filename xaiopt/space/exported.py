@@ -25,12 +25,14 @@ from __future__ import annotations
 import json
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import torch
 from torch import nn
+from zennit.core import Composite
 from zennit.rules import Epsilon
 
 from xaiopt.errors import ConfigError, UnknownNameError
@@ -115,11 +117,11 @@ class ExportedComposite:
     document: dict[str, Any]
 
     @classmethod
-    def read(cls, source: Mapping[str, Any] | str | os.PathLike) -> "ExportedComposite":
+    def read(cls, source: Mapping[str, Any] | str | os.PathLike) -> ExportedComposite:
         """Parse and check a document given as a dict, JSON text or the path of a JSON file."""
         return _check(_parse(source))
 
-    def composite(self) -> "_ExportedComposite":
+    def composite(self) -> Composite:
         """A fresh zennit composite of this document (canonizing while registered, if the spec says so)."""
         low = torch.tensor(self.low, dtype=torch.float64).view(1, -1, 1, 1)
         high = torch.tensor(self.high, dtype=torch.float64).view(1, -1, 1, 1)
@@ -131,7 +133,7 @@ class ExportedComposite:
         return _ExportedComposite(hooks, self, canonize=self.spec.canonize)
 
 
-def load_composite(spec: Mapping[str, Any] | str | os.PathLike, model: nn.Module) -> "_ExportedComposite":
+def load_composite(spec: Mapping[str, Any] | str | os.PathLike, model: nn.Module) -> Composite:
     """The zennit composite of an exported trial (``xaiopt study export NAME --out F.json``).
 
     ``spec`` is the export document: a dict, its JSON text, or the path of the file. ``model`` is

@@ -117,7 +117,8 @@ def output_format(out: Path, fmt: str | None) -> str:
     if by_suffix is None:
         raise ConfigError(f"--out: {out.name!r} has no export suffix (valid: {valid})")
     if fmt is not None and fmt != by_suffix:
-        raise ConfigError(f"--format {fmt} does not match --out {out.name!r} (a {by_suffix} file; valid pairs: {valid})")
+        raise ConfigError(f"--format {fmt} does not match --out {out.name!r} "
+                          f"(a {by_suffix} file; valid pairs: {valid})")
     return by_suffix
 
 
