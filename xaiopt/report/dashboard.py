@@ -128,3 +128,46 @@ def serve(storage: str | None = None, *, host: str | None = None, port: int | No
         server.serve_forever()
     finally:
         server.server_close()
+
+
+NOTE_HEAD = "<!-- xaiopt:recommendation -->"
+PARETO_GRAPH_ID = "xaiopt-pareto-front"
+
+
+def note_markdown(rec) -> str:
+    """The recommendation as the study's optuna-dashboard note (markdown)."""
+    from xaiopt.report.page import recommendation_parts
+
+    paragraph, rule = recommendation_parts(rec)
+    arrows = {"maximize": "↑", "minimize": "↓"}
+    head = "| | trial | score | " + " | ".join(f"{m} {arrows[d]}" for m, d in rec.directions.items()) + " |"
+    lines = [NOTE_HEAD, f"## xaiopt recommendation for {rec.study}", "", paragraph, "", f"_{rule}_", "", head,
+             "|" + "---|" * (3 + len(rec.directions))]
+    rows = [("recommended", rec.best)]
+    if rec.compromise is not None and rec.compromise.number != rec.best.number:
+        rows.append(("compromise", rec.compromise))
+    rows += [(f"rank {s.rank}", s) for s in rec.top[1:]]
+    for role, s in rows:
+        lines.append(f"| {role} | {s.number} | {s.score:.3f} | " + " | ".join(f"{v:.4g}" for v in s.values.values())
+                     + " |")
+    lines += ["", f"Recommended settings: `{rec.best.label}`",
+              "", "Written by `xaiopt study report`; running it again replaces this note and the Pareto figure."]
+    return "\n".join(lines)
+
+
+def publish(loaded, rec=None) -> None:
+    """Show the recommendation in optuna-dashboard: the study's note (markdown) and the Pareto
+    figure as a dashboard plotly graph. Idempotent: a second call replaces both, never appends.
+
+    Example::
+
+        publish(loaded, rec=recommend(loaded))
+    """
+    from optuna_dashboard import save_note, save_plotly_graph_object
+
+    from xaiopt.analysis import recommend
+    from xaiopt.report.pareto_plot import pareto_figure
+
+    rec = rec if rec is not None else recommend(loaded)
+    save_note(loaded.study, note_markdown(rec))
+    save_plotly_graph_object(loaded.study, pareto_figure(loaded, rec=rec), graph_object_id=PARETO_GRAPH_ID)
