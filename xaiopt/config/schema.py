@@ -267,6 +267,8 @@ class DataConfig(_Strict):
     model's input normalisation (default ImageNet's). ``holdout``: a fraction (``0 < f < 1``) or a
     count of the ``n_samples`` kept out of the search, stratified by class and seeded by ``seed``;
     trials are scored on the rest, ``xaiopt study validate`` on these (xaiopt/zoo/split.py).
+    ``only_class``: explain only the samples of this class (its name or index) among the search
+    and held-out samples of the split above (``xaiopt study create --per-class`` sets it).
 
     Example::
 
@@ -284,6 +286,7 @@ class DataConfig(_Strict):
     mean: list[float] | None = None
     std: list[float] | None = None
     holdout: int | float | None = None
+    only_class: str | int | None = None
 
     @field_validator("holdout", mode="before")
     @classmethod
