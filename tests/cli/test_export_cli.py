@@ -4,6 +4,8 @@ errors with exit 2 and nothing written."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -64,6 +66,10 @@ def test_export_defaults_to_the_recommended_trial(storage, tmp_path, capsys):
                        "--out", str(tmp_path / "n.json"), "--storage", storage)
     assert code == 0 and json.loads((tmp_path / "n.json").read_text())["trial"] == other
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json", "g.json", "m.py", "n.json"]
+    # the files get the mode open() would give them, not the temporary file's 0600
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "f.json").stat().st_mode) == 0o666 & ~mask
 
 
 SUFFIXES = r"\(valid: .py \(python\), .json \(json\)\)"

@@ -102,7 +102,7 @@ def _double(bench):
                                high=bench.high.double(), logits=logits, cache={})
 
 
-@pytest.mark.parametrize("index", [0, 3])  # canonized with z-box/gamma/alpha-beta; plain with z-box/epsilon
+@pytest.mark.parametrize("index", range(len(SETTINGS)))
 def test_json_composite_in_float64(study, index):
     cfg, _, trials, docs, _ = study
     objective = Objective(cfg, device=torch.device("cpu"))
