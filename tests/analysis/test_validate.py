@@ -73,6 +73,11 @@ def test_a_real_shared_effect_holds(url):
     # a set-level shift hits every setting alike: the recommended setting's excess optimism is small
     assert all(abs(v.optimism[m] - v.shift[m]) < 0.05 for m in METRICS), (v.optimism, v.shift)
     assert "held-out" in v.text() and "optimism" in v.text()
+    # the recommendation shows the held-out check once it exists for the same setting
+    from xaiopt.analysis import recommend
+
+    text = " ".join(recommend(loaded).text().split())
+    assert "Held-out check (32 samples the search never saw" in text and "The recommendation holds" in text
 
 
 def test_validated_settings_are_the_recommended_compromise_front_and_baselines(url):

@@ -99,6 +99,8 @@ class Recommendation:
     seed: int
     pareto_size: int = 0
     notes: list[str] = field(default_factory=list)
+    # what `xaiopt study validate` found on the held-out samples, when it validated this very setting
+    validation: dict[str, Any] | None = None
 
     @property
     def best(self) -> Setting:
@@ -242,7 +244,15 @@ def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: P
                      f"them): comparisons with them have no confidence interval.")
     rule = ("each metric min-max normalized over the study's distinct complete settings (1 = best, minimized "
             "metrics flipped), averaged per category, categories combined by a weighted mean")
+    validation = loaded.study.user_attrs.get("xaiopt:validation")
+    best_number = cands[order[0]].number
+    if validation is not None and validation.get("recommended") != best_number:
+        notes.append(f"A held-out validation is stored for trial {validation.get('recommended')}, not for this "
+                     f"recommendation (other weights, or trials added since): run `xaiopt study validate "
+                     f"{loaded.study.study_name}` again.")
+        validation = None
     return Recommendation(
+        validation=validation,
         study=loaded.study.study_name, metrics=list(metrics), directions=dict(zip(metrics, directions)),
         metric_categories=dict(zip(metrics, categories)), weights=weights, complete_trials=len(complete),
         settings=len(cands), top=[setting(i) for i in order[:top]], compromise=setting(k_comp),

@@ -117,6 +117,10 @@ def _paragraph(rec: "Recommendation") -> str:
                      f"narrow the interval).")
     for label, state in rec.missing_baselines.items():
         parts.append(f"The baseline {label} has no complete trial ({state}).")
+    v = rec.validation
+    if v is not None:
+        parts.append(f"Held-out check ({v['holdout_samples']} samples the search never saw, `xaiopt study "
+                     f"validate`): {v['verdict']}")
     return " ".join(parts)
 
 
