@@ -142,6 +142,9 @@ def test_document_fields_come_from_the_study(study):
     bench = Objective(cfg, device=torch.device("cpu")).bench
     assert docs[0]["input_bounds"]["low"] == bench.low.flatten().tolist()
     assert docs[0]["input_bounds"]["high"] == bench.high.flatten().tolist()
+    # the study stores one grouping; the worker's canonized twin resolves the same names, so the
+    # document is right for the canonized trials too
+    assert bench.twin_layers == bench.layers
 
 
 def test_python_and_json_exports_attach_the_same_rules(study):

@@ -17,6 +17,7 @@ from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
+from xaiopt import __version__
 from xaiopt.errors import ConfigError, StudyError
 from xaiopt.objective.attrs import spec_dict
 from xaiopt.space import ExplainerSpec, LayerGroups, get_rule
@@ -93,8 +94,6 @@ def export_composite(loaded: LoadedStudy, *, trial: int | None, out: str | Path,
     layers = LayerGroups(groups=study.user_attrs[GROUPS_ATTR], first_layer=study.user_attrs[FIRST_ATTR])
     bounds: dict[str, Any] = study.user_attrs[BOUNDS_ATTR]
     if fmt == "json":
-        from xaiopt import __version__
-
         directions = [d.name.lower() for d in study.directions]
         metrics = [{"name": n, "value": v, "direction": d}
                    for n, v, d in zip(loaded.metric_names, t.values, directions)]
