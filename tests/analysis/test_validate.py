@@ -126,3 +126,16 @@ def test_kendall_tau_b_equals_scipys(seed):
     assert kendall_tau_b(a, b) == pytest.approx(kendalltau(a, b).statistic)
     assert kendall_tau_b(a[:2], b[:2]) is None
     assert kendall_tau_b(np.ones(5), b[:5]) is None
+
+
+def test_a_gain_that_vanishes_while_another_persists_holds_only_in_part(url):
+    rng = np.random.default_rng(4)
+    # on the search set the recommended setting 2 beats both baselines; on new samples baseline 1 is as good
+    search_q, held_q = [0.0, 0.22, 0.3], [0.0, 0.3, 0.3]
+    loaded = _study(url, search_q, rng, noise=0.02, baselines=(0, 1))
+    v = validate(loaded, evaluate=_evaluator(held_q, rng, noise=0.02), resamples=500, store=False)
+    verdicts = {c.name: (c.search_verdict, c.holdout_verdict) for c in v.comparisons}
+    assert verdicts == {"base0": ("better", "better"), "base1": ("better", "indistinguishable")}
+    assert v.holds is False
+    assert v.verdict.startswith("The recommendation holds only in part") and "base0 (trial 0)" in v.verdict \
+        and "gain over base1 (trial 1)" in v.verdict

@@ -306,8 +306,15 @@ def validate(loaded: LoadedStudy, *, top: int = 3, prefer: Prefer = None,
     elif lost:
         holds = False
         names = ", ".join(f"{c.name} (trial {c.other})" for c in lost)
-        verdict = (f"The recommendation does not hold: the distinguishable gain of {who_best} over {names} on "
-                   f"the search set is not distinguishable {where} (score optimism {opt:+.3f}).")
+        kept = [c for c in gains if c not in lost]
+        if kept:
+            still = ", ".join(f"{c.name} (trial {c.other})" for c in kept)
+            verdict = (f"The recommendation holds only in part: {where}, {who_best} is still distinguishably better "
+                       f"than {still}, but its gain over {names} on the search set is not distinguishable there "
+                       f"(score optimism {opt:+.3f}; more held-out samples, data.n_samples, would tell).")
+        else:
+            verdict = (f"The recommendation does not hold: the distinguishable gain of {who_best} over {names} on "
+                       f"the search set is not distinguishable {where} (score optimism {opt:+.3f}).")
     else:
         holds = True
         names = ", ".join(f"{c.name} (trial {c.other})" for c in gains)
