@@ -21,7 +21,7 @@ from xaiopt.space import ExplainerSpec, LayerGroups
 from xaiopt.space.exported import FORMAT, VERSION, name_rules
 from xaiopt.study import create_study, load_study, optimize
 from xaiopt.study.export import export_composite
-from xaiopt.study.manage import BOUNDS_ATTR, FIRST_ATTR, GROUPS_ATTR
+from xaiopt.study.manage import BOUNDS_ATTR, FIRST_ATTR, GROUPS_ATTR, TWIN_FIRST_ATTR, TWIN_GROUPS_ATTR
 
 CFG = {
     "name": "expjson",
@@ -131,7 +131,8 @@ def test_document_fields_come_from_the_study(study):
         assert (doc["study"], doc["trial"], doc["model"]) == ("expjson", t.number, "benchmark:vgg")
         assert doc["spec"] == spec_dict(t)
         assert doc["explainer"] == t.user_attrs["explainer"]
-        assert doc["layers"] == {"groups": attrs[GROUPS_ATTR], "first_layer": attrs[FIRST_ATTR]}
+        want = (TWIN_GROUPS_ATTR, TWIN_FIRST_ATTR) if spec_dict(t)["canonize"] else (GROUPS_ATTR, FIRST_ATTR)
+        assert doc["layers"] == {"groups": attrs[want[0]], "first_layer": attrs[want[1]]}
         assert doc["input_bounds"] == attrs[BOUNDS_ATTR]
         assert doc["ungrouped_epsilon"] == 1e-6
         assert doc["metrics"] == [
@@ -142,9 +143,31 @@ def test_document_fields_come_from_the_study(study):
     bench = Objective(cfg, device=torch.device("cpu")).bench
     assert docs[0]["input_bounds"]["low"] == bench.low.flatten().tolist()
     assert docs[0]["input_bounds"]["high"] == bench.high.flatten().tolist()
-    # the study stores one grouping; the worker's canonized twin resolves the same names, so the
-    # document is right for the canonized trials too
-    assert bench.twin_layers == bench.layers
+    # the study stores the canonized twin's names too (equal here: merges keep the conv names)
+    assert attrs[TWIN_GROUPS_ATTR] == bench.twin_layers.groups == attrs[GROUPS_ATTR]
+    assert attrs[TWIN_FIRST_ATTR] == bench.twin_layers.first_layer
+
+
+def test_a_canonized_trial_exports_the_twins_module_names(study, tmp_path):
+    # a twin whose canonization renamed a layer: canonized trials must name the twin's modules, plain
+    # trials the model's (the stored twin names are edited here to differ)
+    cfg, loaded, trials, docs, _ = study
+    attrs = loaded.study.user_attrs
+    renamed = {g: [f"twin.{m}" for m in mods] for g, mods in attrs[GROUPS_ATTR].items()}
+    original = (attrs[TWIN_GROUPS_ATTR], attrs[TWIN_FIRST_ATTR])
+    loaded.study.set_user_attr(TWIN_GROUPS_ATTR, renamed)
+    loaded.study.set_user_attr(TWIN_FIRST_ATTR, f"twin.{attrs[FIRST_ATTR]}")
+    try:
+        fresh = load_study(CFG["name"], storage=loaded.storage_url)
+        for t in trials:
+            doc = json.loads(export_composite(fresh, trial=t.number, out=tmp_path / f"t{t.number}.json").read_text())
+            canonized = spec_dict(t)["canonize"]
+            want = renamed if canonized else attrs[GROUPS_ATTR]
+            assert doc["layers"]["groups"] == want
+            assert doc["layers"]["first_layer"] == (f"twin.{attrs[FIRST_ATTR]}" if canonized else attrs[FIRST_ATTR])
+    finally:
+        loaded.study.set_user_attr(TWIN_GROUPS_ATTR, original[0])
+        loaded.study.set_user_attr(TWIN_FIRST_ATTR, original[1])
 
 
 def test_python_and_json_exports_attach_the_same_rules(study):

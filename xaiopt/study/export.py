@@ -23,7 +23,14 @@ from xaiopt.objective.attrs import spec_dict
 from xaiopt.space import ExplainerSpec, LayerGroups, get_rule
 from xaiopt.space.exported import composite_document, name_rules
 from xaiopt.space.spec import UNGROUPED_EPSILON
-from xaiopt.study.manage import BOUNDS_ATTR, FIRST_ATTR, GROUPS_ATTR, LoadedStudy
+from xaiopt.study.manage import (
+    BOUNDS_ATTR,
+    FIRST_ATTR,
+    GROUPS_ATTR,
+    TWIN_FIRST_ATTR,
+    TWIN_GROUPS_ATTR,
+    LoadedStudy,
+)
 from xaiopt.study.pareto import front_trials
 
 # output format by the suffix of --out
@@ -91,7 +98,7 @@ def export_composite(loaded: LoadedStudy, *, trial: int | None, out: str | Path,
         raise StudyError(f"trial {t.number} of study {loaded.study.study_name!r} recorded no explainer")
     spec = ExplainerSpec.from_dict(raw)
     study = loaded.study
-    layers = LayerGroups(groups=study.user_attrs[GROUPS_ATTR], first_layer=study.user_attrs[FIRST_ATTR])
+    layers = study_layers(loaded, canonized=spec.canonize)
     bounds: dict[str, Any] = study.user_attrs[BOUNDS_ATTR]
     if fmt == "json":
         directions = [d.name.lower() for d in study.directions]
@@ -105,6 +112,15 @@ def export_composite(loaded: LoadedStudy, *, trial: int | None, out: str | Path,
         text = _python_module(loaded, t, spec, layers, bounds, out)
     _write_atomic(out, text)
     return out
+
+
+def study_layers(loaded: LoadedStudy, *, canonized: bool) -> LayerGroups:
+    """The module names a trial's rules sit on: the canonized twin's for canonize: true trials (studies
+    created before the twin's names were stored fall back to the plain model's, equal for in-place merges)."""
+    attrs = loaded.study.user_attrs
+    if canonized and attrs.get(TWIN_GROUPS_ATTR) is not None:
+        return LayerGroups(groups=attrs[TWIN_GROUPS_ATTR], first_layer=attrs[TWIN_FIRST_ATTR])
+    return LayerGroups(groups=attrs[GROUPS_ATTR], first_layer=attrs[FIRST_ATTR])
 
 
 def output_format(out: Path, fmt: str | None) -> str:

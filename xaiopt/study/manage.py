@@ -30,6 +30,10 @@ ARTIFACTS_ATTR = "xaiopt:artifact_dir"
 GROUPS_ATTR = "xaiopt:layer_groups"
 BOUNDS_ATTR = "xaiopt:input_bounds"
 FIRST_ATTR = "xaiopt:first_layer"
+# the canonized twin's module names: canonize: true trials put their rules on these (they equal the
+# plain model's for merges in place, and differ where canonization adds or renames layers)
+TWIN_GROUPS_ATTR = "xaiopt:twin_layer_groups"
+TWIN_FIRST_ATTR = "xaiopt:twin_first_layer"
 EVAL_ATTR = "xaiopt:evaluation_batch"
 SPLIT_ATTR = "xaiopt:split"
 CANON_ATTR = "xaiopt:canonization"
@@ -85,6 +89,8 @@ def preflight(cfg: StudyConfig) -> dict[str, Any]:
         CANON_ATTR: bench.canonization_summary(),
         GROUPS_ATTR: bench.layers.groups,
         FIRST_ATTR: bench.layers.first_layer,
+        TWIN_GROUPS_ATTR: None if bench.twin_layers is None else bench.twin_layers.groups,
+        TWIN_FIRST_ATTR: None if bench.twin_layers is None else bench.twin_layers.first_layer,
         BOUNDS_ATTR: {"low": bench.low.flatten().tolist(), "high": bench.high.flatten().tolist()},
         EVAL_ATTR: bench.evaluation(),
         # which evaluation samples are searched on and which are held out (data.holdout): every
