@@ -24,6 +24,21 @@ def _threads(p: argparse.ArgumentParser) -> None:
                         "on one machine give each cores/workers, see docs/scaling.md)")
 
 
+def _no_progress(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress lines on stderr (set-up steps; a status line per trial on a terminal, "
+                        "one line per finished trial otherwise)")
+
+
+def _progress(args: argparse.Namespace):
+    """The progress lines of a run on stderr, unless --no-progress."""
+    from contextlib import nullcontext
+
+    from xaiopt.objective.progress import progress_to
+
+    return nullcontext() if args.no_progress else progress_to(sys.stderr)
+
+
 def _storage(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", help="database URL (default: $XAIOPT_STORAGE or sqlite:///xaiopt.db)")
 
@@ -41,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device")
     run.add_argument("--resume", action="store_true", help="continue the study if it exists")
     run.add_argument("--plot", metavar="FILE.html", help="also write the Pareto figure")
+    _no_progress(run)
     _threads(run)
 
     study = sub.add_parser("study", help="create, optimize, inspect studies")
@@ -61,11 +77,15 @@ def build_parser() -> argparse.ArgumentParser:
     _storage(o)
     o.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
     o.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    o.add_argument("--no-progress", action="store_true")
+    _no_progress(o)
     _threads(o)
     p = ss.add_parser("pareto", help="print the Pareto-optimal trials")
     p.add_argument("name")
     p.add_argument("--format", default="table", choices=["table", "json", "csv"])
+    p.add_argument("--metrics", metavar="NAME,NAME", help="the front on these metrics only (default: all the "
+                   "study's); the table shows them first")
+    p.add_argument("--columns", metavar="NAME,NAME", help="the table's metric columns (default: as many as fit "
+                   "the terminal, $COLUMNS)")
     _storage(p)
     rc = ss.add_parser("recommend", help="the recommended setting, how sure it is (paired bootstrap), the "
                        "front's compromise")
@@ -121,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="stay until the study's budget is complete, waiting for other workers' trials "
                          "(the default when the study has a budget)")
     w.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
-    w.add_argument("--no-progress", action="store_true")
+    _no_progress(w)
     _threads(w)
 
     dash = sub.add_parser("dashboard", help="serve optuna-dashboard on a storage, with the heatmap artifacts")
@@ -143,21 +163,24 @@ def build_parser() -> argparse.ArgumentParser:
 def _cmd_run(args: argparse.Namespace) -> int:
     from xaiopt.config import load_config
     from xaiopt.errors import StudyExistsError
+    from xaiopt.objective.progress import step
     from xaiopt.study import create_study, optimize
 
-    cfg = load_config(args.config)
-    name = args.name or cfg.name
-    storage = args.storage
-    try:
-        created = create_study(cfg, name=name, storage=storage)
-        storage = storage or created.storage_url
-        print(f"created study {name!r} in {_redact(storage)}", file=sys.stderr)
-        _print_evaluation(created, sys.stderr)
-    except StudyExistsError as err:
-        if not args.resume:
-            raise StudyExistsError(f"{err}; or continue it with `xaiopt run {args.config} --resume`") from None
-    loaded = optimize(name, storage=storage, n_trials=args.n_trials, device=args.device,
-                      progress=sys.stderr.isatty())
+    with _progress(args):
+        cfg = load_config(args.config)
+        name = args.name or cfg.name
+        storage = args.storage
+        try:
+            created = create_study(cfg, name=name, storage=storage)
+            step("preflight passed: %s checked against its model and data", args.config)
+            storage = storage or created.storage_url
+            print(f"created study {name!r} in {_redact(storage)}", file=sys.stderr)
+            _print_evaluation(created, sys.stderr)
+        except StudyExistsError as err:
+            if not args.resume:
+                raise StudyExistsError(f"{err}; or continue it with `xaiopt run {args.config} --resume`") from None
+        loaded = optimize(name, storage=storage, n_trials=args.n_trials, device=args.device,
+                          progress=not args.no_progress)
     _print_pareto(loaded, "table")
     if args.plot:
         _plot(loaded, args.plot)
@@ -180,12 +203,20 @@ def _print_evaluation(loaded, out) -> None:
         print(f"xaiopt: {warning}", file=sys.stderr)
 
 
-def _print_pareto(loaded, fmt: str) -> None:
-    from xaiopt.study import pareto_rows, render
+def _names(text: str | None, flag: str) -> list[str] | None:
+    """A comma list of metric names (``a,b``); None when the option was not given."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ConfigError(f"{flag}: give metric names separated by commas, got {text!r}")
+    return names
 
-    rows = pareto_rows(loaded)
-    directions = [d.name.lower() for d in loaded.study.directions]
-    print(render(rows, loaded.metric_names, directions, fmt))
+
+def _print_pareto(loaded, fmt: str, *, metrics: list[str] | None = None, columns: list[str] | None = None) -> None:
+    from xaiopt.study import render
+
+    print(render(loaded, fmt, metrics=metrics, columns=columns))
 
 
 def _plot(loaded, out: str) -> None:
@@ -217,14 +248,16 @@ def _cmd_study(args: argparse.Namespace) -> int:
               f"(metrics: {', '.join(loaded.metric_names)}{budget}{extra})")
         _print_evaluation(loaded, sys.stdout)
     elif args.action == "optimize":
-        loaded = st.optimize(args.name, storage=args.storage, n_trials=args.n_trials, device=args.device,
-                             progress=not args.no_progress, timeout=args.timeout)
+        with _progress(args):
+            loaded = st.optimize(args.name, storage=args.storage, n_trials=args.n_trials, device=args.device,
+                                 progress=not args.no_progress, timeout=args.timeout)
         counts: dict[str, int] = {}
         for t in loaded.study.get_trials(deepcopy=False):
             counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
         print(f"study {args.name!r}: " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), file=sys.stderr)
     elif args.action == "pareto":
-        _print_pareto(st.load_study(args.name, storage=args.storage), args.format)
+        _print_pareto(st.load_study(args.name, storage=args.storage), args.format,
+                      metrics=_names(args.metrics, "--metrics"), columns=_names(args.columns, "--columns"))
     elif args.action == "recommend":
         from xaiopt.analysis import recommend
 
@@ -286,9 +319,9 @@ def _weights(weights: dict[str, float]) -> str:
 def _cmd_worker(args: argparse.Namespace) -> int:
     from xaiopt.study.worker import run_worker
 
-    result = run_worker(args.study, storage=args.storage, n_trials=args.n_trials, until_done=args.until_done,
-                        device=args.device, progress=not args.no_progress and sys.stderr.isatty(),
-                        timeout=args.timeout)
+    with _progress(args):
+        result = run_worker(args.study, storage=args.storage, n_trials=args.n_trials, until_done=args.until_done,
+                            device=args.device, progress=not args.no_progress, timeout=args.timeout)
     s = result.status
     budget = result.loaded.config.n_trials
     print(f"worker done: {result.ran} trial(s) here; study {args.study!r}: {s.complete} complete, {s.failed} failed, "

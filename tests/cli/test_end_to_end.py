@@ -64,7 +64,13 @@ def test_create_optimize_pareto_plot(tmp_path, study_file, capsys, monkeypatch):
 
     code, out, err = run(capsys, "study", "pareto", "e2e", "--format", "json", "--storage", storage)
     assert code == 0, err
-    rows = json.loads(out)
+    doc = json.loads(out)
+    names = [m if isinstance(m, str) else m["name"] for m in SMALL["metrics"]]
+    assert doc["study"] == "e2e" and doc["front_on"] == names
+    assert [(m["name"], m["direction"]) for m in doc["metrics"]] == list(zip(names, ["maximize"] * 4 + ["minimize"] * 2))
+    assert [m["category"] for m in doc["metrics"]] == ["complexity", "faithfulness", "localization", "localization",
+                                                       "robustness", "randomization"]
+    rows = doc["trials"]
     assert 1 <= len(rows) <= 3
     for r in rows:
         assert set(r["values"]) == {m if isinstance(m, str) else m["name"] for m in SMALL["metrics"]}
@@ -100,11 +106,17 @@ def test_create_optimize_pareto_plot(tmp_path, study_file, capsys, monkeypatch):
     html = out_html.read_text()
     assert "plotly" in html and "Pareto-optimal" in html and "region_perturbation" in html
 
+    monkeypatch.setenv("COLUMNS", "200")
     code, out, err = run(capsys, "study", "pareto", "e2e", "--storage", storage)
     assert code == 0 and "sparseness ↑" in out and "avg_sensitivity ↓" in out
+    assert max(map(len, out.splitlines())) <= 200
+    monkeypatch.setenv("COLUMNS", "80")
+    code, out, err = run(capsys, "study", "pareto", "e2e", "--storage", storage)
+    assert code == 0 and max(map(len, out.splitlines())) <= 80
+    assert [line for line in out.splitlines() if line.startswith("not shown in 80 columns") and "--columns" in line]
 
     code, out, err = run(capsys, "study", "pareto", "e2e", "--format", "csv", "--storage", storage)
-    assert out.splitlines()[0].startswith("trial,sparseness,region_perturbation")
+    assert out.splitlines()[0].startswith("trial,sparseness (max),region_perturbation (max)")
 
     code, out, err = run(capsys, "study", "export", "e2e", "--out", str(tmp_path / "best.py"), "--storage", storage)
     assert code == 0, err

@@ -54,7 +54,7 @@ def test_resnet_on_an_image_folder_with_masks(tmp_path, capsys, monkeypatch):
         rma, pointing, mprt = t.values
         assert 0.0 <= rma <= 1.0 and 0.0 <= pointing <= 1.0 and -1.0 <= mprt <= 1.0
     assert main(["study", "pareto", "folder", "--format", "json", "--storage", storage]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    rows = json.loads(capsys.readouterr().out)["trials"]
     assert rows and set(rows[0]["values"]) == {"relevance_mass_accuracy", "pointing_game", "mprt"}
 
 

@@ -25,8 +25,10 @@ from xaiopt.canonize import canonize
 from xaiopt.canonize.census import census
 from xaiopt.config import StudyConfig
 from xaiopt.errors import ConfigError
+from xaiopt.objective.progress import step
 from xaiopt.space import LayerGroups, resolve_groups
 from xaiopt.zoo import load_dataset, load_model
+from xaiopt.zoo.cache import read_sidecar
 from xaiopt.zoo.evaldata import EvalData
 from xaiopt.zoo.split import Split, holdout_split
 
@@ -158,9 +160,11 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     ``holdout`` (for validation); with no ``data.holdout`` in the config, search is every sample.
     """
     t0 = time.perf_counter()
+    step("loading model %s%s", cfg.model.name, _first_use(cfg))
     model = load_model(cfg.model.name, cache_dir=cfg.model.cache_dir, num_classes=cfg.model.num_classes,
                        weights=cfg.model.weights)
     t_model = time.perf_counter()
+    step("loading the evaluation batch: %s, %d samples", cfg.data.name, cfg.data.n_samples)
     data = load_dataset(cfg.data.name, n=cfg.data.n_samples, seed=cfg.data.seed, cache_dir=cfg.model.cache_dir,
                         image_size=cfg.data.image_size, split=cfg.data.split, classes=cfg.data.classes,
                         n_classes=cfg.data.n_classes, mean=cfg.data.mean, std=cfg.data.std)
@@ -175,6 +179,7 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     plain = False in cfg.space.canonize
     twin = report = twin_layers = None
     if True in cfg.space.canonize:
+        step("canonizing the twin of %s (for canonize: true trials)", cfg.model.name)
         twin, report = canonize(model, x[:1])  # its report holds both models' census
         twin = _freeze(twin, device)
     _check_reachable(cfg, (report.unhooked_before if report is not None else census(model, x[:1]).unhooked)
@@ -185,6 +190,7 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     # become modules only in its twin (functional convolutions) can still be studied canonized
     layers = resolve_groups(model, x[:1], cfg.space.layer_groups) if plain else twin_layers
     t_canon = time.perf_counter()
+    step("clean logits of the evaluation batch on %s", device)
     with torch.no_grad():
         logits = torch.cat([model(xc) for xc in x.split(cfg.runtime.batch_budget)])
     if cfg.data.target == "predicted":
@@ -201,7 +207,22 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     )
     log.info("benchmark ready on %s in %.1fs (accuracy on the evaluation batch %.3f against its %s)", device,
              bench.build_seconds["total"], bench.accuracy, "labels" if cfg.data.target == "label" else "predictions")
+    seconds = bench.build_seconds
+    step("benchmark ready on %s in %.1f s (model %.1f s, data %.1f s, canonization %.1f s)", device,
+         seconds["total"], seconds["model"], seconds["data"], seconds["canonize"])
     return bench
+
+
+def _first_use(cfg: StudyConfig) -> str:
+    """Why loading the model may take a while: an embedded benchmark CNN not in the cache is trained now."""
+    scheme, _, arch = cfg.model.name.partition(":")
+    if scheme != "benchmark" or cfg.model.weights not in (None, "trained"):
+        return ""
+    try:
+        cached = read_sidecar(arch, cache_dir=cfg.model.cache_dir) is not None
+    except KeyError:  # not a benchmark architecture: load_model says so
+        return ""
+    return "" if cached else " (first use: training it on the CPU, then cached; under a minute)"
 
 
 def _check_targets(cfg: StudyConfig, class_names: tuple[str, ...], labels: Tensor, outputs: int) -> None:

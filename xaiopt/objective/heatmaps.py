@@ -1,12 +1,29 @@
-"""Heatmap images of a trial's attributions (PNG)."""
+"""Heatmap images of a trial's attributions (PNG), with a title and a label per image.
+
+The image a trial uploads (optuna-dashboard shows it in the trial's Artifacts panel): a title band
+(trial number, baseline name, the explainer settings, wrapped to the image's width), the inputs in a
+row, their heatmaps below (red positive relevance, blue negative, each map scaled to its own peak),
+and under each column the class it explains: its name when the dataset names its classes, else its
+index, and whether it is the sample's label or the model's prediction (``data.target``).
+"""
 
 from __future__ import annotations
 
+import os
+import tempfile
+from functools import lru_cache
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
+
+FONT_SIZE = 12
+LINE = 16      # pixels per text line (FONT_SIZE plus leading)
+PAD = 4        # pixels around a text band
+INK = (0, 0, 0)
+PAPER = (255, 255, 255)
 
 
 def bwr(values: np.ndarray) -> np.ndarray:
@@ -27,12 +44,89 @@ def _row(tiles: np.ndarray, gap: int = 2) -> np.ndarray:
     return out
 
 
+@lru_cache(maxsize=1)
+def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.load_default(size=FONT_SIZE)  # Pillow >= 10.1 with FreeType: a scalable font
+    except (TypeError, OSError, ImportError):
+        return ImageFont.load_default()
+
+
+def _text_width(text: str) -> float:
+    return _font().getlength(text)
+
+
+def _cut(text: str, width: float) -> str:
+    """``text`` shortened to ``width`` pixels, ending in an ellipsis when cut."""
+    if _text_width(text) <= width:
+        return text
+    while text and _text_width(text + "…") > width:
+        text = text[:-1]
+    return text + "…" if text else ""
+
+
+def wrap_text(text: str, width: float) -> list[str]:
+    """``text`` in lines of at most ``width`` pixels, broken at spaces (a word longer than a line is cut)."""
+    lines: list[str] = []
+    for paragraph in text.split("\n"):
+        line = ""
+        for word in paragraph.split():
+            trial = f"{line} {word}" if line else word
+            if _text_width(trial) <= width:
+                line = trial
+                continue
+            if line:
+                lines.append(line)
+            line = _cut(word, width)
+        lines.append(line)
+    return lines
+
+
+def _band(lines: list[str], width: int, centers: Sequence[float] | None = None) -> np.ndarray:
+    """A white band of text lines (each centred on ``centers[i]`` when given, else left-aligned)."""
+    height = len(lines) * LINE + 2 * PAD if centers is None else LINE + 2 * PAD
+    band = Image.new("RGB", (width, height), PAPER)
+    draw = ImageDraw.Draw(band)
+    if centers is None:
+        for i, line in enumerate(lines):
+            draw.text((PAD, PAD + i * LINE), line, fill=INK, font=_font())
+    else:
+        for text, cx in zip(lines, centers):
+            draw.text((cx - _text_width(text) / 2, PAD), text, fill=INK, font=_font())
+    return np.asarray(band)
+
+
+def target_labels(targets: Sequence[int], *, class_names: Sequence[str] = (), kind: str = "label",
+                  predicted: Sequence[int] | None = None) -> list[str]:
+    """The caption of each heatmap: the explained class's name (``class K`` without names) and whether
+    it is the sample's label or the model's prediction (``kind``: ``label`` / ``predicted``); with
+    ``predicted``, a label the model gets wrong also names the model's class (``label: circle, pred: plus``)."""
+    def name(k: int) -> str:
+        return class_names[k] if 0 <= k < len(class_names) else f"class {k}"
+
+    word = "pred" if kind == "predicted" else "label"
+    out = []
+    for i, t in enumerate(targets):
+        text = f"{word}: {name(int(t))}"
+        if kind != "predicted" and predicted is not None and int(predicted[i]) != int(t):
+            text += f", pred: {name(int(predicted[i]))}"
+        out.append(text)
+    return out
+
+
 def save_heatmap_grid(attributions: Tensor, path: str | Path, *, images: Tensor | None = None,
-                      low: Tensor | None = None, high: Tensor | None = None, scale: int = 3) -> Path:
+                      low: Tensor | None = None, high: Tensor | None = None, scale: int = 3,
+                      title: str | None = None, labels: Sequence[str] | None = None) -> Path:
     """Save (N,1,H,W) relevance maps side by side as one PNG, each symmetric around zero.
 
     With ``images`` (N,C,H,W) in the model's input space and its bounds ``low``/``high``, the
-    inputs are shown in a row above their heatmaps.
+    inputs are shown in a row above their heatmaps. ``title`` (wrapped to the image's width) goes
+    in a band above, ``labels`` (one per map, cut to the tile's width) in a band below.
+
+    Example::
+
+        save_heatmap_grid(attributions, "trial7.png", images=x, low=low, high=high,
+                          title="trial 7: canonize=yes first=zbox ...", labels=["label: circle", "label: plus"])
     """
     maps = attributions.detach().double().cpu()[:, 0]
     # each map scaled on its own so one strong sample does not wash out the others
@@ -48,9 +142,28 @@ def save_heatmap_grid(attributions: Tensor, path: str | Path, *, images: Tensor 
             img = img.expand(-1, 3, -1, -1)
         tiles = (img[:, :3].permute(0, 2, 3, 1).numpy() * 255 + 0.5).astype(np.uint8)
         rgb = np.concatenate([_row(tiles), np.full((2, rgb.shape[1], 3), 64, np.uint8), rgb], axis=0)
-    image = Image.fromarray(rgb, mode="RGB")
+    n, w = maps.shape[0], maps.shape[-1]
     if scale > 1:
-        image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+        rgb = rgb.repeat(scale, axis=0).repeat(scale, axis=1)
+    parts = []
+    if title:
+        parts.append(_band(wrap_text(title, rgb.shape[1] - 2 * PAD), rgb.shape[1]))
+    parts.append(rgb)
+    if labels is not None:
+        if len(labels) != n:
+            raise ValueError(f"labels: {len(labels)} given for {n} heatmaps")
+        tile, gap = w * scale, 2 * scale
+        centers = [i * (tile + gap) + tile / 2 for i in range(n)]
+        parts.append(_band([_cut(label, tile - 2) for label in labels], rgb.shape[1], centers))
+    image = Image.fromarray(np.concatenate(parts, axis=0), mode="RGB")
     path = Path(path)
-    image.save(path)
+    # written beside the target and renamed: a reader never sees half a PNG
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            image.save(fh, format="PNG")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path

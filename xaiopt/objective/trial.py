@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 
 import optuna
 import torch
+from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
 from xaiopt.config import StudyConfig
@@ -27,12 +29,14 @@ from xaiopt.objective.attrs import (
     SECONDS,
     SECONDS_ATTR,
     SPEC_ATTR,
+    baseline,
+    explainer_text,
     heatmap_artifact,
     spec_dict,
 )
 from xaiopt.objective.benchmark import Benchmark, get_benchmark
 from xaiopt.objective.explain import explainer_for
-from xaiopt.objective.heatmaps import save_heatmap_grid
+from xaiopt.objective.heatmaps import save_heatmap_grid, target_labels
 from xaiopt.space import ExplainerSpec, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -151,7 +155,7 @@ class Objective:
             trial.set_user_attr(DUPLICATE_OF, earlier.number)
             trial.set_user_attr(SECONDS, round(time.perf_counter() - t0, 4))
             if heatmap_artifact(earlier) is not None:
-                _set_system_attr(trial, HEATMAP_ATTR, heatmap_artifact(earlier))
+                self._copy_heatmaps(trial, earlier)
             # copied, not pointed to: every complete trial carries the samples behind its values
             if PER_SAMPLE_ATTR in earlier.system_attrs:
                 _set_system_attr(trial, PER_SAMPLE_ATTR, earlier.system_attrs[PER_SAMPLE_ATTR])
@@ -182,12 +186,47 @@ class Objective:
                 return t
         return None
 
+    def heatmap_captions(self, k: int) -> list[str]:
+        """The label under each of the first ``k`` heatmaps: the explained class, label or prediction."""
+        bench = self.bench
+        # dataset class names name the model's outputs when they are the targets, or when the
+        # model has exactly the dataset's classes; a prediction of another model stays a number
+        names = bench.class_names if bench.target == "label" or len(bench.class_names) == bench.num_classes else ()
+        return target_labels(bench.y[:k].tolist(), class_names=names, kind=bench.target,
+                             predicted=bench.logits[:k].argmax(1).tolist())
+
     def _upload_heatmaps(self, trial: optuna.Trial, attributions: torch.Tensor) -> None:
+        name = baseline(trial)
+        title = f"trial {trial.number}" + (f" [baseline {name}]" if name else "") + f": {explainer_text(trial)}"
         with tempfile.TemporaryDirectory() as tmp:
             k = len(attributions)
             path = save_heatmap_grid(attributions, Path(tmp) / f"heatmaps-trial{trial.number}.png",
-                                     images=self.bench.x[:k], low=self.bench.low, high=self.bench.high)
+                                     images=self.bench.x[:k], low=self.bench.low, high=self.bench.high,
+                                     title=title, labels=self.heatmap_captions(k))
             artifact_id = optuna.artifacts.upload_artifact(
                 artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial, mimetype="image/png"
             )
         _set_system_attr(trial, HEATMAP_ATTR, artifact_id)
+
+    def _copy_heatmaps(self, trial: optuna.Trial, earlier: FrozenTrial) -> None:
+        """A repeat of a finished setting shows its original's heatmap PNG as an artifact of its own
+        (optuna-dashboard lists artifacts per trial); without a store, or when the file is not in
+        this worker's, the repeat points to the original's artifact id."""
+        original = heatmap_artifact(earlier)
+        if self.artifact_store is not None:
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / f"heatmaps-trial{trial.number}-same-as-trial{earlier.number}.png"
+                    reader = self.artifact_store.open_reader(original)
+                    try:
+                        with path.open("wb") as out:
+                            shutil.copyfileobj(reader, out)
+                    finally:
+                        reader.close()
+                    original = optuna.artifacts.upload_artifact(
+                        artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial,
+                        mimetype="image/png")
+            except ArtifactNotFound:
+                log.warning("trial %d repeats trial %d, whose heatmap artifact %s is not in this worker's store",
+                            trial.number, earlier.number, original)
+        _set_system_attr(trial, HEATMAP_ATTR, original)

@@ -36,7 +36,7 @@ import sys
 import time
 import warnings
 import zlib
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -47,6 +47,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from xaiopt.errors import ConfigError, TrialFailed
 from xaiopt.objective import Objective, resolve_device
+from xaiopt.objective.progress import ProgressHandler, TrialProgress, progress_to, step
 from xaiopt.study.manage import LoadedStudy, load_study
 from xaiopt.study.samplers import make_sampler
 from xaiopt.study.storage import _redact, is_sqlite, sqlite_worker_lock
@@ -120,6 +121,7 @@ class BudgetedObjective:
         self.budget = budget
         self.worker_id = worker_id
         self.current: int | None = None
+        self.last: int | None = None  # the trial id of the last trial started (for the progress line)
         self.over_budget = False
 
     def _check(self, trial: optuna.Trial, when: str) -> None:
@@ -133,7 +135,7 @@ class BudgetedObjective:
             raise optuna.TrialPruned(f"over the study's budget of {self.budget} trials")
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
-        self.current = trial._trial_id
+        self.current = self.last = trial._trial_id
         self.over_budget = False
         self._check(trial, "at start")
         trial.set_user_attr(WORKER_ATTR, self.worker_id)
@@ -194,6 +196,44 @@ class WorkerResult:
     status: BudgetStatus
 
 
+def _plan(budget: int | None, n_trials: int | None, status: BudgetStatus) -> str:
+    if budget is None:
+        return f"{n_trials} trial(s)"
+    left = max(0, budget - status.finished)
+    here = f", at most {n_trials} here" if n_trials is not None and n_trials < left else ""
+    return f"{left} of the budget of {budget} trials left{here}"
+
+
+def _left(budget: int | None, n_trials: int | None, ran: int, status: BudgetStatus | None) -> int | None:
+    """Trials this worker still has to run (the study's budget left, capped by its own n_trials)."""
+    left = [n for n in ((budget - status.finished) if budget is not None else None,
+                        (n_trials - ran) if n_trials is not None else None) if n is not None]
+    return max(0, min(left)) if left else None
+
+
+def _report(line: TrialProgress, study: optuna.Study, trial_id: int, seconds: float, budget: int | None,
+            n_trials: int | None, ran: int) -> None:
+    """One finished trial on the progress line: its state, and the study's counts under a budget."""
+    trial = study._storage.get_trial(trial_id)
+    note = None
+    if "duplicate_of" in trial.user_attrs:
+        note = f"same settings as trial {trial.user_attrs['duplicate_of']}, values copied"
+    elif trial.state == TrialState.FAIL and trial.user_attrs.get("fail_reason"):
+        note = str(trial.user_attrs["fail_reason"])[:100]
+    if budget is not None:
+        status = budget_status(study)
+        counts = {"complete": status.complete, "failed": status.failed, "pruned": status.pruned}
+        line.finished(trial.number, _state_word(trial.state), seconds, done=status.finished,
+                      remaining=_left(budget, n_trials, ran, status), counts=counts, note=note)
+    else:
+        line.finished(trial.number, _state_word(trial.state), seconds, done=ran,
+                      remaining=_left(None, n_trials, ran, None), note=note)
+
+
+def _state_word(state: TrialState) -> str:
+    return {TrialState.FAIL: "failed"}.get(state, state.name.lower())
+
+
 def _worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -221,6 +261,14 @@ def run_worker(
 
         run_worker("quickstart", storage="postgresql+psycopg://xaiopt@db/xaiopt", device="cuda:1")
     """
+    with progress_to(sys.stderr) if progress else nullcontext() as handler:
+        return _run_worker(name, storage=storage, n_trials=n_trials, until_done=until_done, device=device,
+                           handler=handler, timeout=timeout, salt_seed=salt_seed, poll_seconds=poll_seconds)
+
+
+def _run_worker(name: str, *, storage: str | None, n_trials: int | None, until_done: bool, device: str | None,
+                handler: ProgressHandler | None, timeout: float | None, salt_seed: bool,
+                poll_seconds: float | None) -> WorkerResult:
     loaded = load_study(name, storage=storage, heartbeat=True)
     cfg = loaded.config
     url = loaded.storage_url
@@ -251,13 +299,12 @@ def run_worker(
         study.sampler = make_sampler(cfg.sampler, objective.space, seed=seed)
         budgeted = BudgetedObjective(objective, study, budget, worker_id)
         stack.enter_context(_sigterm_as_interrupt())
-        bar = None
-        if progress:
-            from tqdm import tqdm
-
-            total = budget if budget is not None else n_trials
-            bar = stack.enter_context(tqdm(total=total, initial=status.finished if budget is not None else 0,
-                                           desc=name, unit="trial", file=sys.stderr, leave=False))
+        line = None
+        if handler is not None:
+            line = TrialProgress(name, total=budget if budget is not None else n_trials,
+                                 done=status.finished if budget is not None else 0, handler=handler)
+            stack.callback(line.close)
+            step("running trials of study %r on %s: %s", name, dev, _plan(budget, n_trials, status))
         log.info("worker %s joins study %s in %s on %s", worker_id, name, _redact(url), dev)
         t0 = time.monotonic()
         ran = 0
@@ -277,6 +324,10 @@ def run_worker(
                         break
                     time.sleep(poll)
                     continue
+            if line is not None:
+                line.running(_left(budget, n_trials, ran, status))
+            started = time.perf_counter()
+            budgeted.last = None
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -295,7 +346,7 @@ def run_worker(
                 budgeted.current = None
             if not budgeted.over_budget:
                 ran += 1
-                if bar is not None:
-                    bar.update(1)
+                if line is not None and budgeted.last is not None:
+                    _report(line, study, budgeted.last, time.perf_counter() - started, budget, n_trials, ran)
         status = budget_status(study)
     return WorkerResult(loaded=loaded, ran=ran, status=status)
