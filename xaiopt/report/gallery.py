@@ -90,7 +90,7 @@ def _heatmaps(attributions: torch.Tensor) -> np.ndarray:
     maps = _upscale(attributions.double())[:, 0].numpy()
     low, high = interval_norm_bounds(maps, symmetric=True, dim=(1, 2))
     unit = (maps - low) / np.where(high > low, high - low, 1.0)
-    index = (unit * 255).clip(0, 255).astype(np.uint8)
+    index = (unit * 255 + 0.5).clip(0, 255).astype(np.uint8)  # 0 -> 128, the palette's white
     return palette(CMAP, level=LEVEL)[index]
 
 

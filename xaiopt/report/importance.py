@@ -102,17 +102,17 @@ def param_importances(loaded: LoadedStudy) -> Importances:
     return Importances(values, params, n, quantile, notes=notes)
 
 
-def importance_figure(loaded: LoadedStudy) -> go.Figure:
+def importance_figure(loaded: LoadedStudy, *, importances: Importances | None = None) -> go.Figure:
     """Heatmap of importances: one row per search parameter, one column per metric (each column sums to 1).
 
     A study with too few distinct settings gets an empty figure that says why
-    (``layout.meta.empty``).
+    (``layout.meta.empty``). ``importances``: a :func:`param_importances` result to draw.
 
     Example::
 
         importance_figure(loaded).show()
     """
-    imp = param_importances(loaded)
+    imp = importances if importances is not None else param_importances(loaded)
     if imp.reason is not None:
         return empty_figure(imp.reason, title="Parameter importance")
     directions = dict(zip(loaded.metric_names, (d.name.lower() for d in loaded.study.directions)))

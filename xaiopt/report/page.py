@@ -65,10 +65,11 @@ th { background: #eef1f5; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.win { background: #e3f4e1; font-weight: 600; }
 td.lose { color: #8a94a3; }
-td.explainer { min-width: 260px; max-width: 420px; }
+tr.explainer td { border-top: none; color: #4a5563; padding-top: 0; }
 code, pre { font-family: ui-monospace, monospace; font-size: 12px; }
 pre { background: #f3f5f8; padding: 10px; overflow-x: auto; max-height: 420px; }
 .figure { margin: 8px 0 14px 0; overflow-x: auto; }
+.scroll { overflow-x: auto; }
 .empty { color: #8a4b00; background: #fff4e5; border: 1px solid #f0c890; padding: 8px 12px; }
 table.gallery td { text-align: center; padding: 3px; }
 table.gallery td.label { text-align: left; max-width: 230px; font-size: 12px; }
@@ -83,8 +84,8 @@ def recommendation_parts(rec: Recommendation) -> tuple[str, str]:
     """The recommendation's paragraph (what is recommended, against whom, the compromise) and
     the rule that chose it, as plain text (from :meth:`Recommendation.text`)."""
     blocks = rec.text().split("\n\n")
-    rule = blocks[1].replace("\n", " ") if len(blocks) > 1 else rec.rule
-    return blocks[0].replace("\n", " "), rule.removeprefix("How it was chosen: ")
+    rule = (blocks[1].replace("\n", " ") if len(blocks) > 1 else rec.rule).removeprefix("How it was chosen: ")
+    return blocks[0].replace("\n", " "), rule[:1].upper() + rule[1:]
 
 
 def _figure(fig: go.Figure, name: str) -> str:
@@ -134,9 +135,9 @@ def _recommendation(rec: Recommendation) -> str:
         vals = "".join(f'<td class="num">{_fmt(s.values[m])}</td>' for m in metrics)
         ranks = "".join(f'<td class="num">{s.category_ranks.get(c, "")} of {rec.settings}</td>' for c in cats)
         body.append(f"<tr><td>{html.escape(role)}{flags}</td><td class='num'>{s.number}</td>"
-                    f"<td class='num'>{s.score:.3f}</td>{vals}{ranks}<td class='explainer'><code>{html.escape(s.label)}</code>"
-                    f"</td></tr>")
-    table = (f"<div class='figure'><table><tr><th>setting</th><th>trial</th><th>score</th>{cols}{ccols}<th>explainer</th></tr>"
+                    f"<td class='num'>{s.score:.3f}</td>{vals}{ranks}</tr><tr class='explainer'><td></td>"
+                    f"<td colspan='{2 + len(metrics) + len(cats)}'><code>{html.escape(s.label)}</code></td></tr>")
+    table = (f"<div class='scroll'><table><tr><th>setting</th><th>trial</th><th>score</th>{cols}{ccols}</tr>"
              f"{''.join(body)}</table></div>")
     comp = []
     for c in rec.comparisons:
@@ -277,8 +278,9 @@ def write_report(loaded: LoadedStudy, out_dir: str | Path, *, prefer: Sequence[s
     sections.append(_section("hypervolume", "4. Hypervolume over trials", hv_how,
                              _empty_or_figure(hv_fig, "hypervolume")))
 
-    imp_fig = importance_figure(loaded)
-    notes = "".join(f"<li>{html.escape(n)}</li>" for n in param_importances(loaded).notes)
+    importances = param_importances(loaded)
+    imp_fig = importance_figure(loaded, importances=importances)
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in importances.notes)
     sections.append(_section(
         "importance", "5. Parameter importance per metric",
         "PED-ANOVA (Optuna): how much each search parameter's values among a metric's best settings differ from its "

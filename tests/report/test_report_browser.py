@@ -1,0 +1,126 @@
+"""The report of a real small study, opened in headless Chromium: every figure drawn, every image
+loaded, no console error, no request leaving the machine; the gallery's attributions are the trial's."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from xaiopt.analysis import recommend
+from xaiopt.config import parse_config
+from xaiopt.objective import Objective
+from xaiopt.objective.attrs import spec_dict
+from xaiopt.report import write_report
+from xaiopt.report.gallery import gallery_rows
+from xaiopt.space import ExplainerSpec
+from xaiopt.study import create_study, load_study, optimize
+from xaiopt.study.attribute import attribute_settings
+from xaiopt.study.pareto import distinct_complete, front_trials
+
+from .conftest import build
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+CFG = {
+    "name": "small",
+    "device": "cpu",
+    "seed": 0,
+    "data": {"n_samples": 4},
+    "space": {"layer_groups": 2, "rules": ["zplus", "epsilon", "gamma"], "gamma": [0.25, 1.0],
+              "epsilon": [1e-6, 0.1], "first_layer": ["zbox", "flat"], "canonize": [True, False]},
+    "metrics": ["sparseness", "relevance_rank_accuracy", "relevance_mass_accuracy"],
+    "sampler": {"name": "random"},
+    "runtime": {"heatmaps": 0},
+    "baselines": ["epsilon_plus_flat"],
+}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """Two baselines (canonized and plain: one canonization pair) and three searched trials."""
+    storage = f"sqlite:///{tmp_path_factory.mktemp('small') / 's.db'}"
+    create_study(parse_config(CFG), storage=storage)
+    optimize("small", storage=storage, n_trials=5, device="cpu")
+    return load_study("small", storage=storage)
+
+
+def _render(page, path: Path) -> dict:
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url[:100]}"))
+    outside: list[str] = []
+
+    def route(r):
+        if r.request.url.startswith(("file:", "data:")):
+            r.continue_()
+        else:
+            outside.append(r.request.url)
+            r.abort()
+
+    page.route("**/*", route)
+    page.goto(path.as_uri())
+    page.wait_for_function("Array.from(document.querySelectorAll('.figure .plotly-graph-div')).every("
+                           "d => d.querySelector('.main-svg'))", timeout=20_000)
+    page.wait_for_timeout(300)
+    return {
+        "problems": problems, "outside": outside,
+        "figures": page.evaluate("Array.from(document.querySelectorAll('.figure .plotly-graph-div')).map("
+                                 "d => [d.closest('.figure').dataset.figure, d.querySelectorAll('.main-svg').length])"),
+        "images": page.evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)"),
+        "text": page.inner_text("body"),
+    }
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
+def test_report_renders_in_a_browser(small, url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    rec = recommend(small)
+    index = write_report(small, tmp_path / "small", images=2, device="cpu")
+    # a constructed study with four metrics: the scatter-matrix layout, and no gallery
+    rows = [dict(values=[0.2, 3.0, 0.5, 0.9]), dict(values=[0.8, 1.0, 0.4, 0.8]), dict(values=[0.5, 2.0, 0.6, 0.7])]
+    four = write_report(build(url, ["sparseness", "avg_sensitivity", "relevance_mass_accuracy", "random_logit"],
+                              rows), tmp_path / "four", images=0)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            got = _render(browser.new_page(viewport={"width": 1400, "height": 900}), index)
+            got4 = _render(browser.new_page(viewport={"width": 1400, "height": 900}), four)
+        finally:
+            browser.close()
+    for g in (got, got4):
+        assert g["problems"] == [] and g["outside"] == []
+        assert g["figures"] and all(n > 0 for _, n in g["figures"]), g["figures"]
+    names = [n for n, _ in got["figures"]]
+    assert names == ["pareto", "parallel", "radar", "hypervolume", "canonization", "timing"]  # importance: too few
+    assert "parameter importance needs at least 10" in got["text"]
+    # gallery: 2 inputs + 2 per setting (recommended, compromise when another, each baseline once)
+    rows = gallery_rows(small, rec)
+    baselines = {t.user_attrs["baseline"] for t in small.study.trials if "baseline" in t.user_attrs}
+    assert {n for _, n in rows} >= {rec.best.number, rec.compromise.number}
+    assert all(any(b in label for label, _ in rows) for b in baselines - {rec.best.baseline})
+    assert len(got["images"]) == 2 + 2 * len(rows) and all(got["images"])
+    assert f"Recommended: trial {rec.best.number}" in got["text"]
+    assert f"{len(distinct_complete(small))} distinct settings" in got["text"]
+    assert f"{len(front_trials(small))} Pareto-optimal" in got["text"]
+    assert "pareto" in [n for n, _ in got4["figures"]] and not got4["images"]
+
+
+def test_gallery_attributions_are_the_trials(small):
+    rec = recommend(small)
+    trial = next(t for t in small.study.trials if t.number == rec.best.number)
+    got = attribute_settings(small, [spec_dict(trial)], 3, device="cpu")
+    objective = Objective(small.config, device=torch.device("cpu"))
+    _, _, full = objective.evaluate_per_sample(ExplainerSpec.from_dict(spec_dict(trial)))
+    assert got.attributions[0].shape == (3, 1, *full.shape[2:])
+    torch.testing.assert_close(got.attributions[0], full[:3], rtol=1e-5, atol=1e-6)
+    bench = objective.bench
+    assert torch.equal(got.targets, bench.y[:3].cpu())
+    assert got.target_names == tuple(bench.class_names[int(c)] for c in bench.y[:3])
+    assert got.masks is not None and got.masks.shape == (3, 1, *full.shape[2:])
