@@ -18,7 +18,9 @@ def optimize(
     """Run ``n_trials`` trials of study ``name`` here (or until the config's budget is spent).
 
     The single-worker path of :func:`xaiopt.study.worker.run_worker`: the sampler seed is not
-    salted, so a fresh study run by one worker is reproducible.
+    salted, so a fresh study run by one worker is reproducible. ``progress`` prints the set-up
+    steps and the trials on stderr: a status line rewritten in place on a terminal, one line per
+    finished trial otherwise (:mod:`xaiopt.objective.progress`).
 
     Example::
 
