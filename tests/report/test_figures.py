@@ -146,14 +146,19 @@ def test_timing_medians_per_phase(two_way):
 def test_publish_replaces_the_note_and_graph(two_way):
     from optuna_dashboard import get_note
 
+    from optuna_dashboard import save_note
+
+    save_note(two_way.study, "Our own notes on this study.")
     rec = recommend(two_way)
     publish(two_way, rec=rec)
     first = get_note(two_way.study)
+    assert first.startswith("Our own notes on this study.\n\n## xaiopt recommendation for made")
     storage, sid = two_way.study._storage, two_way.study._study_id
     keys = {k for k in storage.get_study_system_attrs(sid) if PARETO_GRAPH_ID in k}
     publish(two_way, rec=rec)
     assert get_note(two_way.study) == first
-    assert first.count("## xaiopt recommendation") == 1 and "trial 1" in first
+    assert first.count("## xaiopt recommendation") == 1 and first.count("Our own notes") == 1
+    assert "Recommended for study 'made': trial 1" in first
     assert {k for k in storage.get_study_system_attrs(sid) if PARETO_GRAPH_ID in k} == keys and keys
 
 

@@ -130,7 +130,8 @@ def serve(storage: str | None = None, *, host: str | None = None, port: int | No
         server.server_close()
 
 
-NOTE_HEAD = "<!-- xaiopt:recommendation -->"
+NOTE_HEAD = "## xaiopt recommendation"
+NOTE_FOOT = "_Written by `xaiopt study report`; running it again replaces this part of the note and the Pareto figure._"
 PARETO_GRAPH_ID = "xaiopt-pareto-front"
 
 
@@ -141,7 +142,7 @@ def note_markdown(rec) -> str:
     paragraph, rule = recommendation_parts(rec)
     arrows = {"maximize": "↑", "minimize": "↓"}
     head = "| | trial | score | " + " | ".join(f"{m} {arrows[d]}" for m, d in rec.directions.items()) + " |"
-    lines = [NOTE_HEAD, f"## xaiopt recommendation for {rec.study}", "", paragraph, "", f"_{rule}_", "", head,
+    lines = [f"{NOTE_HEAD} for {rec.study}", "", paragraph, "", f"_{rule}_", "", head,
              "|" + "---|" * (3 + len(rec.directions))]
     rows = [("recommended", rec.best)]
     if rec.compromise is not None and rec.compromise.number != rec.best.number:
@@ -150,24 +151,35 @@ def note_markdown(rec) -> str:
     for role, s in rows:
         lines.append(f"| {role} | {s.number} | {s.score:.3f} | " + " | ".join(f"{v:.4g}" for v in s.values.values())
                      + " |")
-    lines += ["", f"Recommended settings: `{rec.best.label}`",
-              "", "Written by `xaiopt study report`; running it again replaces this note and the Pareto figure."]
+    lines += ["", f"Recommended settings: `{rec.best.label}`", "", NOTE_FOOT]
     return "\n".join(lines)
 
 
+def _without_block(note: str) -> str:
+    """The study's note less an earlier xaiopt block (what a person wrote there stays)."""
+    start = note.find(NOTE_HEAD)
+    end = note.find(NOTE_FOOT, start) if start >= 0 else -1
+    if start < 0 or end < 0:
+        return note
+    return (note[:start] + note[end + len(NOTE_FOOT):]).strip()
+
+
 def publish(loaded, rec=None) -> None:
-    """Show the recommendation in optuna-dashboard: the study's note (markdown) and the Pareto
-    figure as a dashboard plotly graph. Idempotent: a second call replaces both, never appends.
+    """Show the recommendation in optuna-dashboard: in the study's note (markdown, after whatever a
+    person wrote there) and the Pareto figure as a dashboard plotly graph. Idempotent: a second
+    call replaces the xaiopt part of the note and the graph, never appends.
 
     Example::
 
         publish(loaded, rec=recommend(loaded))
     """
-    from optuna_dashboard import save_note, save_plotly_graph_object
+    from optuna_dashboard import get_note, save_note, save_plotly_graph_object
 
     from xaiopt.analysis import recommend
     from xaiopt.report.pareto_plot import pareto_figure
 
     rec = rec if rec is not None else recommend(loaded)
-    save_note(loaded.study, note_markdown(rec))
+    kept = _without_block(get_note(loaded.study) or "")
+    block = note_markdown(rec)
+    save_note(loaded.study, f"{kept}\n\n{block}" if kept else block)
     save_plotly_graph_object(loaded.study, pareto_figure(loaded, rec=rec), graph_object_id=PARETO_GRAPH_ID)

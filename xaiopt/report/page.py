@@ -260,7 +260,7 @@ def write_report(loaded: LoadedStudy, out_dir: str | Path, *, prefer: Sequence[s
         "front", "2. Pareto front",
         "Each point is one distinct setting (a repeat of a finished setting is not drawn). Strong red: Pareto-optimal "
         "(no other setting is at least as good on every metric and better on one); faded grey: dominated; diamonds: "
-        "the enqueued baselines; gold star: the recommended setting; black ring: the compromise. ↑ larger is better, "
+        "the enqueued baselines; gold star (a gold ring in 3-D): the recommended setting; black ring: the compromise. ↑ larger is better, "
         "↓ smaller is better. Hover a point for its settings and every metric value. In the parallel coordinates "
         "below, every axis points up for better (minimized metrics flipped) and the colour is the recommendation "
         "score.", _figure(pareto, "pareto") + _figure(parallel, "parallel")))

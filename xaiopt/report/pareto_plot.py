@@ -82,9 +82,12 @@ def _traces(view: StudyView, xs: np.ndarray, ys: np.ndarray | None, zs: np.ndarr
                       customdata=list(numbers[idx]), hovertemplate="%{text}<extra></extra>", mode="markers")
         if zs is not None:
             m3 = dict(marker)
-            m3["size"] = max(4, int(m3.get("size", 8) * 0.6))
-            if m3.get("symbol") == "star":  # no star among 3-D markers
-                m3["symbol"] = "x"
+            m3["size"] = max(5, int(m3.get("size", 8) * 0.75))
+            m3["opacity"] = max(0.6, m3.get("opacity", 1.0))
+            if m3.get("symbol") == "star":  # no star among 3-D markers: a thick gold ring
+                m3.update(symbol="circle-open", size=15, color=RECOMMENDED, line=dict(color=RECOMMENDED, width=5))
+            elif m3.get("symbol") == "circle-open":
+                m3.update(size=20)
             return go.Scatter3d(x=xs[idx], y=ys[idx], z=zs[idx], marker=m3, **common)
         return go.Scatter(x=xs[idx], y=ys[idx], marker=marker, **common)
 
@@ -135,8 +138,10 @@ def pareto_figure(loaded: LoadedStudy, metrics: list[str] | None = None, *,
         fig.update_layout(width=980, height=560, legend=legend_right, margin=dict(r=330, t=70))
     elif len(on) == 3:
         fig = go.Figure(_traces(view, v[:, idx[0]], v[:, idx[1]], v[:, idx[2]]))
-        fig.update_layout(scene=dict(xaxis_title=labels[0], yaxis_title=labels[1], zaxis_title=labels[2]),
-                          width=1000, height=680, legend=legend_right, margin=dict(r=330, t=70, l=0, b=0))
+        short3 = [metric_label(m, view.directions[i], short=True) for m, i in zip(on, idx)]
+        fig.update_layout(scene=dict(xaxis_title=short3[0], yaxis_title=short3[1], zaxis_title=short3[2],
+                                     camera=dict(eye=dict(x=1.8, y=1.8, z=1.05))),
+                          width=1100, height=720, legend=legend_right, margin=dict(r=360, t=70, l=10, b=10))
     else:
         n = len(on) - 1  # panel (r, c): y = metric r+1, x = metric c, for c <= r
         short = [metric_label(m, view.directions[i], short=True) for m, i in zip(on, idx)]
@@ -184,7 +189,7 @@ def _nice_ticks(low: float, high: float, n: int = 5) -> np.ndarray:
     step = min((s * mag for s in (1, 2, 2.5, 5, 10) if s * mag >= step), default=step)
     ticks = np.arange(np.ceil(low / step) * step, high + step * 1e-9, step)
     # the observed ends get a tick of their own unless a round tick is already close
-    ends = [e for e in (low, high) if np.abs(ticks - e).min(initial=np.inf) > 0.35 * step]
+    ends = [e for e in (low, high) if np.abs(ticks - e).min(initial=np.inf) > 0.5 * step]
     return np.sort(np.concatenate([ticks, ends]))
 
 
