@@ -71,6 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--baseline", action="append", default=[], metavar="NAME",
                    help="enqueue a named baseline explainer once (epsilon_plus, epsilon_plus_flat, alpha2beta1, "
                         "epsilon_gamma_box; NAME:canonized or NAME:plain for one variant); repeatable")
+    c.add_argument("--per-class", nargs="?", const="", default=None, metavar="CLASS[,CLASS...]",
+                   help="one study NAME.CLASS per class of the evaluation samples (or per listed class), "
+                        "sharing the config; compare them with `xaiopt study compare NAME`")
+    cmp_ = ss.add_parser("compare", help="per-class studies' recommended settings against the all-class one, on "
+                         "each class's held-out samples")
+    cmp_.add_argument("name", help="the all-class study")
+    cmp_.add_argument("--prefer", action="append", default=[], metavar="CATEGORY=W[,CATEGORY=W...]",
+                      help="category weights of the recommendations (as for `study recommend`)")
+    cmp_.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
+    cmp_.add_argument("--format", default="text", choices=["text", "json"])
+    _storage(cmp_)
+    _threads(cmp_)
     o = ss.add_parser("optimize", help="run trials of a study in this process")
     o.add_argument("name")
     o.add_argument("--n-trials", type=int)
@@ -96,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--top", type=int, default=3, help="how many settings to list (default 3)")
     rc.add_argument("--format", default="text", choices=["text", "json"])
     _storage(rc)
+    va = ss.add_parser("validate", help="score the recommended, compromise, top front and baseline settings on the "
+                       "held-out samples (data.holdout): optimism, paired bootstrap, rank agreement, does it hold")
+    va.add_argument("name")
+    va.add_argument("--top", type=int, default=3, metavar="K", help="how many of the front's best settings to "
+                    "validate besides the recommended, compromise and baselines (default 3)")
+    va.add_argument("--prefer", action="append", default=[], metavar="CATEGORY=W[,CATEGORY=W...]",
+                    help="category weights of the recommendation (as for `study recommend`)")
+    va.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
+    va.add_argument("--format", default="text", choices=["text", "json"])
+    _storage(va)
+    _threads(va)
     rp = ss.add_parser("report", help="write a self-contained HTML report (recommendation, front, radar, "
                        "hypervolume, importance, canonization effect, heatmaps, timings) into DIR")
     rp.add_argument("name")
@@ -238,6 +261,18 @@ def _cmd_study(args: argparse.Namespace) -> int:
         from xaiopt.config import load_config
 
         cfg = load_config(args.config)
+        if args.per_class is not None:
+            from xaiopt.study.per_class import create_per_class
+
+            wanted = [c.strip() for c in args.per_class.split(",") if c.strip()] or None
+            made = create_per_class(cfg, classes=wanted, name=args.name, storage=args.storage,
+                                    artifact_dir=args.artifacts, n_trials=args.n_trials, baselines=args.baseline)
+            base = args.name or cfg.name
+            print(f"created {len(made)} per-class studies in {_redact(made[0].storage_url)}: "
+                  f"{', '.join(m.study.study_name for m in made)}")
+            print(f"optimize each (`xaiopt study optimize {made[0].study.study_name}` ...), then compare them with "
+                  f"the all-class study: `xaiopt study compare {base}`")
+            return 0
         loaded = st.create_study(cfg, name=args.name, storage=args.storage, artifact_dir=args.artifacts,
                                  n_trials=args.n_trials, baselines=args.baseline)
         queued = [t.user_attrs["baseline"] for t in loaded.study.get_trials(deepcopy=False)
@@ -263,6 +298,18 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
         rec = recommend(st.load_study(args.name, storage=args.storage), prefer=args.prefer, top=args.top)
         print(rec.to_json() if args.format == "json" else rec.text())
+    elif args.action == "compare":
+        from xaiopt.analysis.compare import compare_per_class
+
+        result = compare_per_class(st.load_study(args.name, storage=args.storage), prefer=args.prefer,
+                                   device=args.device)
+        print(result.to_json() if args.format == "json" else result.text())
+    elif args.action == "validate":
+        from xaiopt.analysis.validate import validate
+
+        v = validate(st.load_study(args.name, storage=args.storage), top=args.top, prefer=args.prefer,
+                     device=args.device)
+        print(v.to_json() if args.format == "json" else v.text())
     elif args.action == "report":
         from xaiopt.report import write_report
 

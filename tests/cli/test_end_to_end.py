@@ -120,8 +120,12 @@ def test_create_optimize_pareto_plot(tmp_path, study_file, capsys, monkeypatch):
 
     code, out, err = run(capsys, "study", "export", "e2e", "--out", str(tmp_path / "best.py"), "--storage", storage)
     assert code == 0, err
-    best = min(r["number"] for r in rows)
-    assert f"trial {best}" in (tmp_path / "best.py").read_text()
+    from xaiopt.analysis import recommend
+    from xaiopt.study import load_study
+
+    best = recommend(load_study("e2e", storage=storage)).best.number  # the default is the recommended setting
+    assert f"study 'e2e', trial {best}.\n" in (tmp_path / "best.py").read_text()
+    assert f"trial {best} (" in err and "recommended" in err
 
     code, out, err = run(capsys, "study", "list", "--storage", storage)
     assert code == 0 and out.startswith("e2e\t3 complete")

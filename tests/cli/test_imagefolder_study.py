@@ -10,6 +10,7 @@ import yaml
 from PIL import Image
 
 from xaiopt.cli import main
+from xaiopt.objective.attrs import spec_dict
 
 
 def write_folder(root):
@@ -49,7 +50,7 @@ def test_resnet_on_an_image_folder_with_masks(tmp_path, capsys, monkeypatch):
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 3
     # canonized ResNet trials explain through the twin with explicit residual sums
-    assert {t.user_attrs["explainer"]["canonize"] for t in complete} == {True, False}
+    assert {spec_dict(t)["canonize"] for t in complete} == {True, False}
     for t in complete:
         rma, pointing, mprt = t.values
         assert 0.0 <= rma <= 1.0 and 0.0 <= pointing <= 1.0 and -1.0 <= mprt <= 1.0

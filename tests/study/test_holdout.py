@@ -137,3 +137,16 @@ def test_validate_without_a_holdout_is_one_line(tmp_path, capsys):
     code = main(["study", "validate", "held", "--storage", storage])
     err = capsys.readouterr().err
     assert code == 2 and "data.holdout" in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_worker_whose_split_differs_from_the_studys_refuses(tmp_path, capsys):
+    _CACHE.clear()
+    storage = f"sqlite:///{tmp_path / 'm.db'}"
+    loaded = create_study(parse_config(dict(SMALL, baselines=[])), storage=storage)
+    stored = loaded.study.user_attrs[SPLIT_ATTR]
+    # as if this machine's dataset gave other samples: the recorded split no longer matches
+    loaded.study.set_user_attr(SPLIT_ATTR, dict(stored, holdout=stored["search"][:4], search=stored["holdout"]))
+    code = main(["study", "optimize", "held", "--storage", storage, "--n-trials", "1", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and "the study was created with" in err and len(err.strip().splitlines()) == 1
+    assert optuna.load_study(study_name="held", storage=storage).trials == []

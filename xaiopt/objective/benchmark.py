@@ -109,6 +109,7 @@ class Benchmark:
             "at_chance": self.target == "label" and agreement < bar,
             "model_outputs": self.num_classes,
             "dataset_classes": len(self.class_names),
+            "held_out": 0 if self.split is None else len(self.split.holdout),
         }
 
 
@@ -141,16 +142,39 @@ def _subset(cfg: StudyConfig, data: EvalData, subset: str) -> tuple[EvalData, Sp
     the held-out part of the seeded, stratified split. Selected before the model sees any sample."""
     if subset not in SUBSETS:
         raise ValueError(f"subset must be one of {SUBSETS}, got {subset!r}")
-    if cfg.data.holdout is None:
-        if subset == "holdout":
-            raise ConfigError(f"study config has no data.holdout: there are no held-out samples (set data.holdout "
-                              f"to a fraction or a count and create the study again)")
-        return data, None
-    split = holdout_split(data.y, cfg.data.holdout, seed=cfg.data.seed)
-    keep = torch.tensor(split.search if subset == "search" else split.holdout, dtype=torch.long)
-    return EvalData(x=data.x[keep], y=data.y[keep], masks=None if data.masks is None else data.masks[keep],
+    split = None
+    keep = list(range(len(data)))
+    if cfg.data.holdout is not None:
+        # the split is of all the evaluation samples, so a per-class study (only_class) searches and
+        # holds out exactly its class's part of the all-class study's sets
+        split = holdout_split(data.y, cfg.data.holdout, seed=cfg.data.seed)
+        keep = list(split.search if subset == "search" else split.holdout)
+    elif subset == "holdout":
+        raise ConfigError("study config has no data.holdout: there are no held-out samples (set data.holdout "
+                          "to a fraction or a count and create the study again)")
+    if cfg.data.only_class is not None:
+        c = class_index(cfg.data.only_class, data.class_names, cfg.data.name)
+        keep = [i for i in keep if int(data.y[i]) == c]
+        if not keep:
+            raise ConfigError(f"data.only_class: class {cfg.data.only_class!r} has no {subset} sample among the "
+                              f"{cfg.data.n_samples} evaluation samples (raise data.n_samples)")
+    if len(keep) == len(data):
+        return data, split
+    idx = torch.tensor(keep, dtype=torch.long)
+    return EvalData(x=data.x[idx], y=data.y[idx], masks=None if data.masks is None else data.masks[idx],
                     low=data.low, high=data.high, num_classes=data.num_classes,
                     class_names=data.class_names), split
+
+
+def class_index(wanted: str | int, class_names: tuple[str, ...], dataset: str) -> int:
+    """The index of a class given by name or index; one line naming the valid ones if there is none."""
+    if isinstance(wanted, int) and 0 <= wanted < len(class_names):
+        return wanted
+    if isinstance(wanted, str) and wanted in class_names:
+        return class_names.index(wanted)
+    shown = ", ".join(class_names[:12]) + (", ..." if len(class_names) > 12 else "")
+    raise ConfigError(f"data.only_class: {wanted!r} is not a class of dataset {dataset!r} (valid: a name or an "
+                      f"index 0 to {len(class_names) - 1}: {shown})")
 
 
 def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "search") -> Benchmark:

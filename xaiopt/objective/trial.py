@@ -84,11 +84,12 @@ class Objective:
     """
 
     def __init__(self, cfg: StudyConfig, *, device: torch.device,
-                 artifact_store: optuna.artifacts.FileSystemArtifactStore | None = None):
+                 artifact_store: optuna.artifacts.FileSystemArtifactStore | None = None, subset: str = "search"):
         self.cfg = cfg
         self.device = device
         self.plan = metric_plan(cfg)
-        self.bench: Benchmark = get_benchmark(cfg, device)
+        # trials score the search samples only; ``holdout`` is for validating a choice (study validate)
+        self.bench: Benchmark = get_benchmark(cfg, device, subset)
         self.space = SearchSpace(cfg.space, self.bench.layers, grid=cfg.sampler.name == "grid")
         self.artifact_store = artifact_store
 

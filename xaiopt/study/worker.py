@@ -48,6 +48,7 @@ from optuna.trial import FrozenTrial, TrialState
 from xaiopt.errors import ConfigError, TrialFailed
 from xaiopt.objective import Objective, resolve_device
 from xaiopt.objective.progress import ProgressHandler, TrialProgress, progress_to, step
+from xaiopt.study.holdout import check_split
 from xaiopt.study.manage import LoadedStudy, load_study
 from xaiopt.study.samplers import make_sampler
 from xaiopt.study.storage import _redact, is_sqlite, sqlite_worker_lock
@@ -292,6 +293,8 @@ def _run_worker(name: str, *, storage: str | None, n_trials: int | None, until_d
         art_dir = loaded.artifact_dir
         art_dir.mkdir(parents=True, exist_ok=True)
         objective = Objective(cfg, device=dev, artifact_store=FileSystemArtifactStore(str(art_dir)))
+        # the samples searched here must be the ones the study was created with (data.holdout)
+        check_split(loaded, objective.bench)
         status = budget_status(study)
         seed = cfg.seed + status.finished
         if salt_seed:
