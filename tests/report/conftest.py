@@ -40,8 +40,8 @@ def build(url: str, metrics: Sequence[str], rows: Sequence[dict[str, Any]], *, n
         if r.get("seconds") is not None:
             system[SECONDS_ATTR] = r["seconds"]
         params = {"canonize": s["canonize"], "conv.rule": s["groups"]["conv"]["rule"]}
-        dists = {"canonize": CategoricalDistribution([True, False]),
-                 "conv.rule": CategoricalDistribution(sorted({f"rule{i}" for i in range(len(rows))} | {"zplus", "gamma"}))}
+        rules = sorted({f"rule{i}" for i in range(len(rows))} | {"zplus", "gamma"})
+        dists = {"canonize": CategoricalDistribution([True, False]), "conv.rule": CategoricalDistribution(rules)}
         study.add_trial(create_trial(state=TrialState.COMPLETE, values=r["values"], params=params,
                                      distributions=dists, user_attrs=user, system_attrs=system))
     return LoadedStudy(study=study, config=cfg, storage_url=url)

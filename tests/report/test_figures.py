@@ -25,7 +25,7 @@ from xaiopt.report.dashboard import PARETO_GRAPH_ID
 from xaiopt.report.timing import phase_table
 from xaiopt.study.pareto import distinct_complete, front_trials
 
-from .conftest import DIRECTIONS, build
+from .conftest import build
 
 # normalized (1 = best) by hand: sparseness (x - 0.2) / 0.8, avg_sensitivity (4 - x) / 3
 NORM = {0: [0.0, 1 / 3], 1: [0.75, 1.0], 2: [0.375, 2 / 3], 4: [1.0, 0.0]}

@@ -14,7 +14,8 @@ realistic fronts it is among the fastest exact methods. Measured on one CPU core
 mutually non-dominated points (on a sphere, the hard case): 5 objectives N = 20 / 50 / 100 in
 0.03 / 0.3 / 1.3 s, 6 objectives in 0.07 / 2 / 9 s (Optuna's own WFG is about 3x faster).
 Dominated points cost nearly nothing. :func:`hypervolume_history` adds one setting at a time
-and pays only that setting's exclusive contribution per step.
+and pays only that setting's exclusive contribution per step: 200 random settings on 6 metrics
+(108 of them on the front) take about 6 s in all.
 
 Example::
 

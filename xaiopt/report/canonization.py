@@ -95,7 +95,8 @@ def canonization_figure(loaded: LoadedStudy) -> go.Figure:
     fig.update_layout(
         title=dict(text="Canonization effect: the same rules with and without canonization (taller is better on "
                         "every metric)", font=dict(size=14)),
-        barmode="group", template="plotly_white", height=380 * rows + 60, width=min(1300, 380 * cols + 330), margin=dict(t=110, b=80, r=200),
+        barmode="group", template="plotly_white", height=380 * rows + 60, width=min(1300, 380 * cols + 330),
+        margin=dict(t=110, b=80, r=200),
         legend=dict(x=1.01, y=1.0, xanchor="left", yanchor="top", bordercolor="#ccc", borderwidth=1),
         meta={"pairs": [[a.number, b.number] for a, b in pairs],
               "abbreviations": {short_name(m): m for m in view.metrics}},

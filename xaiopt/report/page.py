@@ -36,7 +36,7 @@ from xaiopt.report.pareto_plot import parallel_figure, pareto_figure
 from xaiopt.report.profile import radar_figure
 from xaiopt.report.progress import hypervolume_figure
 from xaiopt.report.timing import timing_figure
-from xaiopt.report.view import ARROW, metric_label, study_view
+from xaiopt.report.view import metric_label, study_view
 from xaiopt.study import LoadedStudy
 
 log = logging.getLogger(__name__)
@@ -177,11 +177,13 @@ def _canonization_table(loaded: LoadedStudy) -> str:
             ca = "win" if w > 0 else ("lose" if w < 0 else "")
             cb = "win" if w < 0 else ("lose" if w > 0 else "")
             verdict = "canonized" if w > 0 else ("plain" if w < 0 else "equal")
-            rows.append(f"<tr><td>{html.escape(metric_label(m, d))}</td><td>{'larger' if d == 'maximize' else 'smaller'}"
-                        f" is better</td><td class='num {ca}'>{_fmt(va)}</td><td class='num {cb}'>{_fmt(vb)}</td>"
+            way = "larger" if d == "maximize" else "smaller"
+            rows.append(f"<tr><td>{html.escape(metric_label(m, d))}</td><td>{way} is better</td>"
+                        f"<td class='num {ca}'>{_fmt(va)}</td><td class='num {cb}'>{_fmt(vb)}</td>"
                         f"<td>{verdict}</td></tr>")
         parts.append(f"<h3>{html.escape(pair_title(canon, plain))}</h3><table><tr><th>metric</th><th>direction</th>"
-                     f"<th>canonized (trial {canon.number})</th><th>plain (trial {plain.number})</th><th>better</th></tr>"
+                     f"<th>canonized (trial {canon.number})</th><th>plain (trial {plain.number})</th>"
+                     f"<th>better</th></tr>"
                      f"{''.join(rows)}</table>")
     return "".join(parts)
 
@@ -207,7 +209,8 @@ def _study(loaded: LoadedStudy) -> str:
     view = study_view(loaded)
     counts = "".join(f"<tr><td>{html.escape(k)}</td><td class='num'>{v}</td></tr>" for k, v in sorted(states.items()))
     counts += (f"<tr><td>distinct complete settings</td><td class='num'>{len(view.settings)}</td></tr>"
-               f"<tr><td>repeats of a finished setting</td><td class='num'>{view.complete - len(view.settings)}</td></tr>")
+               f"<tr><td>repeats of a finished setting</td>"
+               f"<td class='num'>{view.complete - len(view.settings)}</td></tr>")
     config = yaml.safe_dump(config_to_dict(loaded.config), sort_keys=False, allow_unicode=True)
     return (f"<table><tr><th>trials</th><th>count</th></tr>{counts}</table>"
             f"<details open><summary>Study config (YAML)</summary><pre>{html.escape(config)}</pre></details>")
@@ -260,10 +263,10 @@ def write_report(loaded: LoadedStudy, out_dir: str | Path, *, prefer: Sequence[s
         "front", "2. Pareto front",
         "Each point is one distinct setting (a repeat of a finished setting is not drawn). Strong red: Pareto-optimal "
         "(no other setting is at least as good on every metric and better on one); faded grey: dominated; diamonds: "
-        "the enqueued baselines; gold star (a gold ring in 3-D): the recommended setting; black ring: the compromise. ↑ larger is better, "
-        "↓ smaller is better. Hover a point for its settings and every metric value. In the parallel coordinates "
-        "below, every axis points up for better (minimized metrics flipped) and the colour is the recommendation "
-        "score.", _figure(pareto, "pareto") + _figure(parallel, "parallel")))
+        "the enqueued baselines; gold star (a gold ring in 3-D): the recommended setting; black ring: the "
+        "compromise. ↑ larger is better, ↓ smaller is better. Hover a point for its settings and every metric "
+        "value. In the parallel coordinates below, every axis points up for better (minimized metrics flipped) and "
+        "the colour is the recommendation score.", _figure(pareto, "pareto") + _figure(parallel, "parallel")))
 
     sections.append(_section(
         "profile", "3. Profile of the recommended, compromise and baseline settings",
@@ -301,7 +304,8 @@ def write_report(loaded: LoadedStudy, out_dir: str | Path, *, prefer: Sequence[s
             "gallery", "7. Heatmaps on the same images",
             f"Attributions recomputed now for the first {len(gallery.columns)} evaluation images. Red: relevance "
             f"for the explained class, blue: against it, white: none; each map scaled to its own maximum "
-            f"(zennit's symmetric normalization and bwr palette). The object mask is outlined in green.", _gallery(gallery)))
+            f"(zennit's symmetric normalization and bwr palette). The object mask is outlined in green.",
+            _gallery(gallery)))
 
     sections.append(_section(
         "study", "8. The study: config, trials, time",

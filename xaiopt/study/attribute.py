@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-import torch
 from torch import Tensor
 
 from xaiopt.errors import ConfigError
