@@ -6,9 +6,14 @@ reads from every study's directory. Settings come from an optuna-dashboard TOML 
 (``dashboards/optuna-dashboard.toml``: section ``[optuna_dashboard]``, keys ``host``, ``port``,
 ``quiet``, ``artifact_dir``), overridden by the command line.
 
+:func:`publish` puts a study's recommendation where the dashboard shows it: the study's note
+(markdown, after whatever a person wrote there) and the Pareto figure as a plotly graph of the
+study; a second call replaces both.
+
 Example::
 
     serve(storage="postgresql+psycopg://xaiopt@db/xaiopt", host="127.0.0.1", port=8080)
+    publish(loaded)            # the recommendation in the study's note, the front as a graph
 """
 
 from __future__ import annotations
