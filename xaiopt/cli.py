@@ -207,7 +207,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _print_pareto(loaded, "table")
     if args.plot:
         _plot(loaded, args.plot)
+    _publish(loaded)
     return 0
+
+
+def _publish(loaded) -> None:
+    """The recommendation into the study's optuna-dashboard note (and the Pareto graph), after a run."""
+    import optuna
+
+    from xaiopt.report import publish
+
+    if not loaded.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        return
+    publish(loaded)
+    print(f"xaiopt: recommendation written to the study's note in optuna-dashboard "
+          f"(`xaiopt study recommend {loaded.study.study_name}`, `xaiopt study report "
+          f"{loaded.study.study_name} --out DIR`)", file=sys.stderr)
 
 
 def _print_evaluation(loaded, out) -> None:

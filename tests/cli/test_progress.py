@@ -56,6 +56,16 @@ def test_run_shows_each_setup_step_and_each_trial_when_piped(tmp_path):
     assert seconds == sorted(seconds)
     assert "\r" not in done.stderr  # no terminal status line in a pipe
     assert done.stdout.startswith("Pareto front of study 'prog' on all 1 metrics")
+    # the run ends with the recommendation in the study's optuna-dashboard note
+    from optuna_dashboard import get_note
+
+    from xaiopt.analysis import recommend
+    from xaiopt.study import load_study
+
+    assert "recommendation written to the study's note in optuna-dashboard" in done.stderr
+    loaded = load_study("prog", storage=f"sqlite:///{tmp_path / 'p.db'}")
+    note = get_note(loaded.study)
+    assert f"trial {recommend(loaded).best.number}" in note
 
     quiet = _xaiopt("run", str(config), "--storage", f"sqlite:///{tmp_path / 'q.db'}", "--no-progress")
     assert quiet.returncode == 0, quiet.stderr

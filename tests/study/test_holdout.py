@@ -126,6 +126,15 @@ def test_quickstart_with_a_holdout_validates_end_to_end(tmp_path, capsys):
     code = main(["study", "validate", "quickstart", "--storage", storage])
     text = capsys.readouterr().out
     assert code == 0 and "held-out" in text and "Kendall tau-b" in text
+    # the report and the recommendation show the held-out figures once they exist
+    from xaiopt.analysis import recommend
+    from xaiopt.report import write_report
+
+    loaded = load_study("quickstart", storage=storage)
+    assert v["verdict"] in " ".join(recommend(loaded).text().split())
+    page = write_report(loaded, tmp_path / "report", images=0, dashboard=False).read_text()
+    assert "Does it hold on images the search never saw? (10 held-out samples, 22 search samples)" in page
+    assert v["verdict"].split(":")[0] in page
 
 
 def test_validate_without_a_holdout_is_one_line(tmp_path, capsys):

@@ -160,9 +160,41 @@ def _recommendation(rec: Recommendation) -> str:
                        f"<th>verdict</th></tr>{''.join(comp)}</table>")
     weights = ", ".join(f"{html.escape(c)} {w:g}" for c, w in rec.weights.items())
     return (f"{head}<p>{html.escape(paragraph)}</p><p class='how'><b>How it was chosen.</b> {html.escape(rule)}"
-            f"</p><p class='how'>Weights: {weights}.</p>{table}{comparisons}"
+            f"</p><p class='how'>Weights: {weights}.</p>{table}{comparisons}{_held_out(rec)}"
             f"<details><summary>The recommendation as text (as <code>xaiopt study recommend</code> prints it)"
             f"</summary><pre>{html.escape(rec.text())}</pre></details>")
+
+
+def _held_out(rec: Recommendation) -> str:
+    """The held-out check of the recommended setting (``xaiopt study validate``), when the study has one."""
+    v = rec.validation
+    if v is None:
+        return ""
+    best = next(s for s in v["settings"] if s["number"] == v["recommended"])
+    rows = "".join(
+        f"<tr><td>{html.escape(metric_label(m, v['directions'][m], short=False))}</td>"
+        f"<td class='num'>{_fmt(best['search'][m])}</td><td class='num'>{_fmt(best['holdout'][m])}</td>"
+        f"<td class='num'>{v['optimism'][m]:+.4g}</td><td class='num'>{v['shift'][m]:+.4g}</td></tr>"
+        for m in v["metrics"])
+    rows += (f"<tr><td>score</td><td class='num'>{best['search_score']:.3f}</td>"
+             f"<td class='num'>{best['holdout_score']:.3f}</td><td class='num'>{v['score_optimism']:+.3f}</td>"
+             f"<td></td></tr>")
+    comp = "".join(
+        f"<tr><td>{html.escape(c['name'])}</td><td class='num'>{c['other']}</td>"
+        f"<td>{html.escape(c['search_verdict'])}</td><td>{html.escape(c['holdout_verdict'])}</td>"
+        f"<td class='num'>{'' if c['holdout'] is None else format(c['holdout']['difference'], '+.3f')}</td></tr>"
+        for c in v["comparisons"])
+    agree = ", ".join(f"{html.escape(c)} {'n/a' if t is None else format(t, '+.2f')}"
+                      for c, t in v["rank_agreement"].items())
+    return (f"<h3>Does it hold on images the search never saw? ({v['holdout_samples']} held-out samples, "
+            f"{v['search_samples']} search samples)</h3><p><b>{html.escape(v['verdict'])}</b></p>"
+            f"<table><tr><th>metric</th><th>search</th><th>held-out</th><th>optimism</th><th>others' optimism</th>"
+            f"</tr>{rows}</table><p class='how'>Optimism: how much better the search set made the recommended "
+            f"setting look, in each metric's better direction; others: the median of the other validated settings "
+            f"(what the held-out samples do to every setting). Rank agreement of search and held-out (Kendall "
+            f"tau-b per category): {agree}.</p>"
+            + (f"<table><tr><th>against</th><th>trial</th><th>search</th><th>held-out</th><th>held-out difference"
+               f"</th></tr>{comp}</table>" if comp else ""))
 
 
 def _canonization_table(loaded: LoadedStudy) -> str:
