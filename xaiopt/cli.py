@@ -39,6 +39,16 @@ def _progress(args: argparse.Namespace):
     return nullcontext() if args.no_progress else progress_to(sys.stderr)
 
 
+def _prefer(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prefer", action="append", default=[], metavar="CATEGORY=W[,CATEGORY=W...]",
+                   help="category weights of the recommendation (complexity, faithfulness, localization, robustness, "
+                        "randomization, axiomatic); unnamed categories weigh 1; repeatable")
+
+
+def _device(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
+
+
 def _storage(p: argparse.ArgumentParser) -> None:
     p.add_argument("--storage", help="database URL (default: $XAIOPT_STORAGE or sqlite:///xaiopt.db)")
 
@@ -77,9 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp_ = ss.add_parser("compare", help="per-class studies' recommended settings against the all-class one, on "
                          "each class's held-out samples")
     cmp_.add_argument("name", help="the all-class study")
-    cmp_.add_argument("--prefer", action="append", default=[], metavar="CATEGORY=W[,CATEGORY=W...]",
-                      help="category weights of the recommendations (as for `study recommend`)")
-    cmp_.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
+    _prefer(cmp_)
+    _device(cmp_)
     cmp_.add_argument("--format", default="text", choices=["text", "json"])
     _storage(cmp_)
     _threads(cmp_)
@@ -87,7 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("name")
     o.add_argument("--n-trials", type=int)
     _storage(o)
-    o.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
+    _device(o)
     o.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
     _no_progress(o)
     _threads(o)
@@ -102,9 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc = ss.add_parser("recommend", help="the recommended setting, how sure it is (paired bootstrap), the "
                        "front's compromise")
     rc.add_argument("name")
-    rc.add_argument("--prefer", action="append", default=[], metavar="CATEGORY=W[,CATEGORY=W...]",
-                    help="category weights (complexity, faithfulness, localization, robustness, randomization, "
-                         "axiomatic); unnamed categories weigh 1; repeatable")
+    _prefer(rc)
     rc.add_argument("--top", type=int, default=3, help="how many settings to list (default 3)")
     rc.add_argument("--format", default="text", choices=["text", "json"])
     _storage(rc)
@@ -113,9 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
     va.add_argument("name")
     va.add_argument("--top", type=int, default=3, metavar="K", help="how many of the front's best settings to "
                     "validate besides the recommended, compromise and baselines (default 3)")
-    va.add_argument("--prefer", action="append", default=[], metavar="CATEGORY=W[,CATEGORY=W...]",
-                    help="category weights of the recommendation (as for `study recommend`)")
-    va.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
+    _prefer(va)
+    _device(va)
     va.add_argument("--format", default="text", choices=["text", "json"])
     _storage(va)
     _threads(va)
@@ -123,8 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "hypervolume, importance, canonization effect, heatmaps, timings) into DIR")
     rp.add_argument("name")
     rp.add_argument("--out", required=True, metavar="DIR", help="directory for index.html (created if missing)")
-    rp.add_argument("--prefer", action="append", default=[], metavar="CATEGORY=W[,CATEGORY=W...]",
-                    help="category weights of the recommendation (as for `study recommend`)")
+    _prefer(rp)
     rp.add_argument("--images", type=int, default=4, metavar="K",
                     help="evaluation images in the heatmap gallery (default 4; 0 leaves the gallery out)")
     rp.add_argument("--device", help="where the gallery's attributions are computed (default: the config's)")
@@ -141,8 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--trial", type=int, help="trial number")
     which.add_argument("--recommended", action="store_true",
                        help="the recommended setting of `study recommend` (the default when no --trial is given)")
-    ex.add_argument("--prefer", action="append", default=[], metavar="CATEGORY=W[,CATEGORY=W...]",
-                    help="category weights of the recommendation (as for `study recommend`)")
+    _prefer(ex)
     ex.add_argument("--format", default=None, choices=["python", "json"],
                     help="python (a module with make_composite()) or json (default: from --out's suffix)")
     ex.add_argument("--out", required=True, metavar="FILE.py|FILE.json")
@@ -157,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="join a study as a stateless worker and run its trials")
     _storage(w)
     w.add_argument("--study", required=True, metavar="NAME")
-    w.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
+    _device(w)
     wn = w.add_mutually_exclusive_group()
     wn.add_argument("--n-trials", type=int, metavar="K", help="run at most K trials here")
     wn.add_argument("--until-done", action="store_true",

@@ -7,7 +7,12 @@ Example::
     print(rec.text())
 """
 
-from xaiopt.analysis.bootstrap import Interval, PairedDifference, paired_bootstrap, resample_indices
+from xaiopt.analysis.bootstrap import (
+    Interval,
+    PairedDifference,
+    paired_bootstrap,
+    resample_indices,
+)
 from xaiopt.analysis.front import compromise, ideal_distance, pareto_mask
 from xaiopt.analysis.preferences import category_weights
 from xaiopt.analysis.recommend import Comparison, Recommendation, Setting, recommend

@@ -58,6 +58,16 @@ class PairedDifference:
     held_fixed: list[str] = field(default_factory=list)  # metrics without one score per sample
 
 
+def verdict(d: PairedDifference | None) -> str:
+    """'better' / 'worse' (the interval of ``a - b`` excludes 0), 'indistinguishable', or 'unknown'
+    (no per-sample scores to compare)."""
+    if d is None:
+        return "unknown"
+    if not d.score.distinguishable:
+        return "indistinguishable"
+    return "better" if d.score.low > 0 else "worse"
+
+
 def resample_indices(n: int, *, resamples: int, seed: int) -> np.ndarray:
     """(resamples, n) sample indices drawn with replacement; the same for a given n and seed."""
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))

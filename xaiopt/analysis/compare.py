@@ -16,15 +16,16 @@ Example::
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
-from xaiopt.analysis.bootstrap import PairedDifference, paired_bootstrap
+from xaiopt.analysis.bootstrap import PairedDifference, paired_bootstrap, verdict
 from xaiopt.analysis.preferences import Prefer
 from xaiopt.analysis.recommend import recommend, study_scorer
+from xaiopt.analysis.validate import HoldoutEvaluator
 from xaiopt.errors import StudyError
 from xaiopt.objective.attrs import explainer_text, spec_dict
 from xaiopt.study.manage import LoadedStudy, load_study
@@ -32,7 +33,6 @@ from xaiopt.study.per_class import CLASS_ATTR, class_studies
 
 COMPARISON_ATTR = "xaiopt:per_class_comparison"
 
-Evaluator = Callable[[Mapping[str, Any]], Mapping[str, np.ndarray]]
 
 
 @dataclass(frozen=True)
@@ -55,10 +55,8 @@ class ClassRow:
     def verdict(self) -> str:
         if self.same_setting:
             return "same setting"
-        d = self.difference
-        if d is None or not d.score.distinguishable:
-            return "indistinguishable"
-        return "per-class better" if d.score.low > 0 else "all-class better"
+        said = verdict(self.difference)
+        return {"better": "per-class better", "worse": "all-class better"}.get(said, "indistinguishable")
 
 
 @dataclass(frozen=True)
@@ -97,7 +95,7 @@ class PerClassComparison:
 
 def compare_per_class(base: LoadedStudy | str, *, storage: str | None = None, prefer: Prefer = None,
                       device: str | None = None, resamples: int = 2000, confidence: float = 0.95, seed: int = 0,
-                      evaluator_for: Callable[[LoadedStudy], Evaluator] | None = None,
+                      evaluator_for: Callable[[LoadedStudy], HoldoutEvaluator] | None = None,
                       store: bool = True) -> PerClassComparison:
     """Compare every per-class study's recommended setting with the all-class one (see the module docstring).
 
@@ -112,7 +110,7 @@ def compare_per_class(base: LoadedStudy | str, *, storage: str | None = None, pr
     if evaluator_for is None:
         from xaiopt.study.holdout import holdout_evaluator
 
-        def evaluator_for(loaded: LoadedStudy) -> Evaluator:
+        def evaluator_for(loaded: LoadedStudy) -> HoldoutEvaluator:
             return holdout_evaluator(loaded, device=device)
 
     overall = recommend(base, prefer=prefer, top=1, resamples=resamples, confidence=confidence, seed=seed)

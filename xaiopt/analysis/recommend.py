@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
-from xaiopt.analysis.bootstrap import PairedDifference, paired_bootstrap
+from xaiopt.analysis.bootstrap import PairedDifference, paired_bootstrap, verdict
 from xaiopt.analysis.front import compromise as front_compromise
 from xaiopt.analysis.front import ideal_distance, pareto_mask
 from xaiopt.analysis.preferences import Prefer, category_weights
@@ -68,12 +68,7 @@ class Comparison:
     @property
     def verdict(self) -> str:
         """'better' / 'worse' (interval excludes 0), 'indistinguishable', or 'unknown' (no per-sample scores)."""
-        if self.difference is None:
-            return "unknown"
-        s = self.difference.score
-        if not s.distinguishable:
-            return "indistinguishable"
-        return "better" if s.low > 0 else "worse"
+        return verdict(self.difference)
 
 
 @dataclass(frozen=True)

@@ -36,11 +36,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-
-from xaiopt.analysis.bootstrap import PairedDifference, paired_bootstrap
-from xaiopt.analysis.preferences import Prefer
 from optuna.trial import FrozenTrial
 
+from xaiopt.analysis.bootstrap import PairedDifference, paired_bootstrap, verdict
+from xaiopt.analysis.preferences import Prefer
 from xaiopt.analysis.recommend import Recommendation, recommend, study_scorer
 from xaiopt.errors import ConfigError, StudyError
 from xaiopt.objective.attrs import explainer_text, spec_dict
@@ -77,21 +76,13 @@ class HeldOutComparison:
     search: PairedDifference | None
     holdout: PairedDifference | None
 
-    @staticmethod
-    def _verdict(d: PairedDifference | None) -> str:
-        if d is None:
-            return "unknown"
-        if not d.score.distinguishable:
-            return "indistinguishable"
-        return "better" if d.score.low > 0 else "worse"
-
     @property
     def search_verdict(self) -> str:
-        return self._verdict(self.search)
+        return verdict(self.search)
 
     @property
     def holdout_verdict(self) -> str:
-        return self._verdict(self.holdout)
+        return verdict(self.holdout)
 
 
 @dataclass(frozen=True)
