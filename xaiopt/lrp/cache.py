@@ -1,0 +1,159 @@
+"""Recorded forwards kept across trials: a study's inputs never change, only its rules do.
+
+An entry is one recorded forward (the autograd graph with its relevance nodes, the logits, the
+input leaf, the rule-independent quantities the rules derived) for one ``(model, input)`` pair.
+The key makes reuse for anything else impossible:
+
+* the model: its object identity (checked through a weak reference, so a recycled ``id`` never
+  matches), every parameter's and buffer's storage address, version counter, shape, dtype and
+  device, and a float64 checksum of their values (sum and 2-norm per tensor), which catches
+  in-place edits that bypass the version counter (``p.data.normal_()``);
+* the hooked module set (the canonized twin is another model object anyway);
+* the input: shape, dtype, device and a BLAKE2b digest of its bytes.
+
+Entries are evicted least-recently-used to stay within ``budget_mb`` (the bytes of the input and
+output of every hooked call, every tensor autograd saved in the forward, and the derived
+quantities); an entry larger than the whole budget is not kept, so the explanation is recomputed
+rather than run out of memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import weakref
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from xaiopt.lrp.recorder import RuleBoard
+from xaiopt.lrp.site import Site
+
+logger = logging.getLogger(__name__)
+
+
+def model_fingerprint(model: nn.Module) -> tuple:
+    """Identity, storage and a value checksum of every parameter and buffer of ``model``."""
+    tensors = [t.detach() for t in model.parameters()] + [t.detach() for t in model.buffers()]
+    meta = tuple((t.data_ptr(), t._version, tuple(t.shape), t.dtype, str(t.device)) for t in tensors)
+    with torch.no_grad():
+        sums = [t.sum(dtype=torch.float64) for t in tensors]
+        norms = [torch.linalg.vector_norm(t if t.is_floating_point() else t.double(), dtype=torch.float64)
+                 for t in tensors]
+        check = torch.stack(sums + norms).cpu().numpy().tobytes() if tensors else b""
+    return (id(model), meta, hashlib.blake2b(check, digest_size=16).hexdigest())
+
+
+def input_fingerprint(x: Tensor) -> tuple:
+    """Shape, dtype, device and a digest of the bytes of ``x``."""
+    data = x.detach().contiguous().reshape(-1).view(torch.uint8).cpu().numpy()
+    return (tuple(x.shape), x.dtype, str(x.device), hashlib.blake2b(data.tobytes(), digest_size=32).hexdigest())
+
+
+@dataclass
+class Recorded:
+    """One recorded forward: differentiate ``out`` to ``inp`` with ``board`` set to a spec's rules."""
+
+    inp: Tensor
+    out: Tensor
+    board: RuleBoard
+    sites: list[Site]
+    base_bytes: int
+    model_ref: weakref.ref | None = None
+    kept: bool = False
+
+    def nbytes(self) -> int:
+        return self.base_bytes + sum(s.nbytes() for s in self.sites)
+
+
+@dataclass
+class CacheStats:
+    hits: int = 0
+    misses: int = 0
+    evictions: int = 0
+    too_large: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
+
+
+@dataclass
+class ForwardCache:
+    """LRU store of :class:`Recorded` forwards within ``budget_mb`` megabytes (0: keep nothing)."""
+
+    budget_mb: float = 1024.0
+    stats: CacheStats = field(default_factory=CacheStats)
+
+    def __post_init__(self) -> None:
+        self._entries: OrderedDict[tuple, Recorded] = OrderedDict()
+
+    @property
+    def budget_bytes(self) -> int:
+        return int(self.budget_mb * 2**20)
+
+    def used_bytes(self) -> int:
+        return sum(e.nbytes() for e in self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def lookup(self, key: tuple, model: nn.Module) -> Recorded | None:
+        entry = self._entries.get(key)
+        if entry is not None and (entry.model_ref is None or entry.model_ref() is not model):
+            del self._entries[key]
+            entry = None
+        if entry is None:
+            self.stats.misses += 1
+        else:
+            self._entries.move_to_end(key)
+            self.stats.hits += 1
+        logger.debug("LRP forward cache %s: %d hits, %d misses (hit rate %.0f%%), %d entries, %.1f MB",
+                     "hit" if entry else "miss", self.stats.hits, self.stats.misses, 100 * self.stats.hit_rate,
+                     len(self._entries), self.used_bytes() / 2**20)
+        return entry
+
+    def admits(self, entry: Recorded) -> bool:
+        """Whether an entry of this size could be kept at all (checked before its backward)."""
+        fits = self.budget_bytes > 0 and entry.base_bytes <= self.budget_bytes
+        if not fits and self.budget_bytes > 0:
+            self.stats.too_large += 1
+            logger.debug("LRP forward cache: a forward of %.1f MB exceeds the budget of %.1f MB; not kept",
+                         entry.base_bytes / 2**20, self.budget_mb)
+        return fits
+
+    def store(self, key: tuple, entry: Recorded) -> bool:
+        """Keep ``entry`` (evicting older ones); ``False`` if it alone exceeds the budget."""
+        size = entry.nbytes()
+        if size > self.budget_bytes:
+            self.stats.too_large += 1
+            return False
+        self._entries.pop(key, None)
+        while self._entries and self.used_bytes() + size > self.budget_bytes:
+            self._entries.popitem(last=False)
+            self.stats.evictions += 1
+        self._entries[key] = entry
+        entry.kept = True
+        return True
+
+    def resize(self, budget_mb: float) -> None:
+        self.budget_mb = float(budget_mb)
+        while self._entries and self.used_bytes() > self.budget_bytes:
+            self._entries.popitem(last=False)
+            self.stats.evictions += 1
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+_SHARED = ForwardCache()
+
+
+def shared_cache(budget_mb: float | None = None) -> ForwardCache:
+    """The process-wide cache (one per worker), resized to ``budget_mb`` when given."""
+    if budget_mb is not None and budget_mb != _SHARED.budget_mb:
+        _SHARED.resize(budget_mb)
+    return _SHARED

@@ -1,0 +1,69 @@
+"""Which rule each module gets: the same assignment as the spec's zennit composite.
+
+``xaiopt.space.spec._SpecComposite`` maps, in this order: the spec's rule by module name (grouped
+layers, the first layer's rule), ``Pass`` for activations and batch norms, ``Norm`` for
+``zennit.layer.Sum`` and average pooling, ``Epsilon(1e-6)`` for other Conv/Linear layers, nothing
+for the rest (their plain gradient carries the relevance: max pooling, concatenation, reshapes,
+``GateMul``, functional operations).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+from zennit.layer import Sum
+from zennit.types import Activation, AvgPool, BatchNorm
+
+from xaiopt.lrp.rules import RULES, LrpRule, Norm, Pass, Epsilon
+from xaiopt.space import ExplainerSpec, LayerGroups, get_rule
+from xaiopt.space.groups import is_weighted
+from xaiopt.space.spec import UNGROUPED_EPSILON
+
+
+def named_rules(spec: ExplainerSpec, layers: LayerGroups, *, low: Tensor | None,
+                high: Tensor | None) -> dict[str, tuple[str, float | None]]:
+    """Module name -> (rule name, value) for the spec's grouped layers and first layer."""
+    chosen: dict[str, tuple[str, float | None]] = {}
+    for g, mods in layers.groups.items():
+        if not mods:
+            continue
+        choice = spec.groups.get(g)
+        if choice is None:
+            raise KeyError(f"no rule chosen for layer group {g!r}")
+        definition = get_rule(choice.rule)  # UnknownNameError for a name the registry lacks
+        if definition.needs_bounds and (low is None or high is None):
+            raise ValueError(f"rule {choice.rule!r} needs the input bounds low/high")
+        if definition.param is not None and not definition.needs_bounds and choice.value is None:
+            raise ValueError(f"rule {choice.rule!r} needs a value for {definition.param!r}")
+        for m in mods:
+            chosen[m] = (choice.rule, choice.value)
+    if spec.first_layer != "same" and layers.first_layer is not None:
+        definition = get_rule(spec.first_layer)
+        if definition.needs_bounds and (low is None or high is None):
+            raise ValueError(f"rule {spec.first_layer!r} needs the input bounds low/high")
+        if definition.param is not None and not definition.needs_bounds:
+            raise ValueError(f"rule {spec.first_layer!r} needs a value for {definition.param!r}")
+        chosen[layers.first_layer] = (spec.first_layer, None)
+    return chosen
+
+
+_PASS, _NORM, _UNGROUPED = Pass(), Norm(), Epsilon(UNGROUPED_EPSILON)
+
+
+def rule_table(spec: ExplainerSpec, model: nn.Module, layers: LayerGroups, *, low: Tensor | None,
+               high: Tensor | None) -> dict[str, LrpRule]:
+    """Module name -> :class:`LrpRule` for every module the composite would hook."""
+    chosen = named_rules(spec, layers, low=low, high=high)
+    table: dict[str, LrpRule] = {}
+    for name, module in model.named_modules():
+        if name in chosen:
+            rule, value = chosen[name]
+            if rule not in RULES:
+                raise KeyError(f"the LRP engine has no implementation of rule {rule!r}; use runtime.engine: zennit")
+            table[name] = RULES[rule](value, low, high)
+        elif isinstance(module, (Activation, BatchNorm)):
+            table[name] = _PASS
+        elif isinstance(module, (Sum, AvgPool)):
+            table[name] = _NORM
+        elif is_weighted(module):
+            table[name] = _UNGROUPED
+    return table

@@ -1,0 +1,108 @@
+"""Forward hooks that put one relevance node behind every hooked module call.
+
+A module with a rule runs its own forward on a detached input with autograd off (no graph is built
+inside it); its output then re-enters the graph through :class:`_Relay`, whose backward is the
+rule's relevance map, looked up by module name in a :class:`RuleBoard` *at backward time*. Every
+other operation keeps its plain autograd backward, which is how zennit treats it too (max pooling,
+concatenation, residual additions outside a ``Sum``, ``GateMul``, reshapes). So one forward and one
+backward give the composite's relevance, and a kept graph answers for another spec by swapping the
+board's rules.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from xaiopt.lrp.rules import LrpRule, Pass
+from xaiopt.lrp.site import Site
+from xaiopt.space.groups import is_weighted
+
+
+class RuleBoard:
+    """The rules a recorded graph reads when it is differentiated (mutable between backward passes)."""
+
+    def __init__(self, rules: dict[str, LrpRule]) -> None:
+        self.rules = rules
+
+
+class _Relay(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, site: Site, board: RuleBoard) -> Tensor:
+        ctx.site, ctx.board = site, board
+        # an alias, so in-place changes of the output downstream show in the site's version check
+        return site.y.detach()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        site = ctx.site
+        relevance = ctx.board.rules[site.name].relevance(site, grad)
+        if relevance.shape != site.x_shape:
+            raise RuntimeError(
+                f"LRP: the rule of {site.name!r} gives relevance of shape {tuple(relevance.shape)} for an input of "
+                f"shape {tuple(site.x_shape)}"
+            )
+        return relevance, None, None
+
+
+class Recorder:
+    """Hooks on ``names`` of ``model`` that record :class:`Site` s and relay relevance.
+
+    ``keeps_input[name]``: whether the rules of that module can need its input and output
+    (``False`` for modules whose rule is ``Pass`` in every spec: activations and batch norms).
+    """
+
+    def __init__(self, model: nn.Module, board: RuleBoard, keeps_input: dict[str, bool]) -> None:
+        self.board = board
+        self.sites: list[Site] = []
+        self._pending: dict[int, list] = {}
+        self._handles = []
+        modules = dict(model.named_modules())
+        for name, keep in keeps_input.items():
+            module = modules[name]
+            self._handles.append(module.register_forward_pre_hook(self._pre(name)))
+            self._handles.append(module.register_forward_hook(self._post(name, keep)))
+
+    def _pre(self, name: str):
+        def hook(module, args):
+            stack = self._pending.setdefault(id(module), [])
+            if not (torch.is_grad_enabled() and args and isinstance(args[0], Tensor) and args[0].requires_grad):
+                stack.append(None)
+                return None
+            x = args[0]
+            stack.append(x)
+            torch.set_grad_enabled(False)
+            inner = x.detach()
+            if getattr(module, "inplace", False):  # an in-place activation must not overwrite x
+                inner = inner.clone()
+            return (inner, *args[1:])
+
+        return hook
+
+    def _post(self, name: str, keep: bool):
+        def hook(module, args, output):
+            x = self._pending[id(module)].pop()
+            if x is None:
+                return None
+            torch.set_grad_enabled(True)
+            site = Site(name, module, x.detach() if keep else None, output if keep else None)
+            site.x_shape = x.shape
+            if not keep:
+                site.y = output  # needed once for the relay's own output, dropped below
+            self.sites.append(site)
+            out = _Relay.apply(x, site, self.board)
+            if not keep:
+                site.y = None
+            return out
+
+        return hook
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+        self._handles.clear()
+
+
+def hooked_modules(model: nn.Module, rules: dict[str, LrpRule]) -> dict[str, bool]:
+    """Module name -> whether its site keeps input and output."""
+    return {name: not isinstance(rule, Pass) or is_weighted(model.get_submodule(name)) for name, rule in rules.items()}
