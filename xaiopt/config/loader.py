@@ -9,9 +9,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from xaiopt.config.plugins import import_plugins
 from xaiopt.config.schema import StudyConfig
 from xaiopt.errors import ConfigError
-
 
 _TAGGED_FIELDS = ("gamma", "epsilon", "layer_groups")
 # what a tagged field accepts, for a value of the wrong kind altogether
@@ -84,9 +84,12 @@ def parse_config(data: Any, *, source: str = "config") -> StudyConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys to values, got {type(data).__name__}")
     try:
-        return StudyConfig.model_validate(data)
+        cfg = StudyConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
+    # what the config names (metrics, rules) may be registered by its plugins: import them first
+    import_plugins(cfg.plugins, source=source)
+    return cfg
 
 
 def load_config(path: str | Path) -> StudyConfig:
@@ -109,6 +112,8 @@ def load_config(path: str | Path) -> StudyConfig:
         raise ConfigError(f"{p}: not valid YAML{where}: {problem}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not a UTF-8 text file") from None
+    if data is None:  # an empty file is a mistake, never a default study
+        raise ConfigError(f"{p}: the file is empty (a study YAML needs at least a name; see studies/quickstart.yaml)")
     return parse_config(data, source=str(p))
 
 

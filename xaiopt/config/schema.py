@@ -437,6 +437,19 @@ class StudyConfig(_Strict):
     runtime: RuntimeConfig = RuntimeConfig()
     # named baseline explainers enqueued once when the study is created (xaiopt/study/baselines.py)
     baselines: list[str] = []
+    # modules imported by every process that runs or reads the study (xaiopt/config/plugins.py)
+    plugins: list[str] = []
+
+    @field_validator("plugins")
+    @classmethod
+    def _plugins(cls, v: list[str]) -> list[str]:
+        from xaiopt.config.plugins import MODULE_NAME
+
+        bad = [n for n in v if not MODULE_NAME.match(n)]
+        if bad:
+            raise ValueError(f"{bad[0]!r} is not a module name (valid: a dotted Python module path, e.g. "
+                             f"my_pkg.metrics)")
+        return list(dict.fromkeys(v))
 
     @field_validator("device")
     @classmethod
