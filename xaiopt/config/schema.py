@@ -388,6 +388,15 @@ class RuntimeConfig(_Strict):
     batch_budget: int = 256
     heatmaps: int = 4
     heartbeat_interval: int = 60
+    # how long a worker waits out an unreachable database before it gives up (xaiopt/study/resilient.py)
+    storage_retry_seconds: float = 180.0
+
+    @field_validator("storage_retry_seconds")
+    @classmethod
+    def _retry(cls, v: float) -> float:
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"storage_retry_seconds must be a number of seconds >= 0, got {v}")
+        return v
 
     @field_validator("heartbeat_interval")
     @classmethod
