@@ -6,6 +6,8 @@
 - ``imagenet:<path>``: ILSVRC-2012 validation images with bounding-box masks; see
   :mod:`xaiopt.zoo.imagenet`.
 - ``voc:<path>``: Pascal VOC 2012 segmentation, the largest object's mask; see :mod:`xaiopt.zoo.voc`.
+- ``python:<name>``: a batch registered in this process (:mod:`xaiopt.zoo.registered`), its first ``n``
+  samples as given (no selection, resizing or class mapping).
 
 Every image scheme shares :mod:`xaiopt.zoo.transforms` (resize shorter side, centre crop; masks
 nearest neighbour), the class mapping of :mod:`xaiopt.zoo.classes` (labels are indices of the
@@ -64,7 +66,7 @@ def _scheme(name: str) -> Callable[[_Loader], _Loader]:
 
 
 def dataset_help() -> str:
-    return ", ".join(["benchmark", *(f"{s}:<path>" for s in _SCHEMES)])
+    return ", ".join(["benchmark", *(f"{s}:<path>" for s in _SCHEMES), "python:<registered name>"])
 
 
 def load_dataset(
@@ -108,6 +110,9 @@ def load_dataset(
                                   f"classes and normalisation are fixed); valid: unset")
         return _benchmark(n=n, seed=seed, split=split or "test", image_size=image_size)
     scheme, _, rest = name.partition(":")
+    if scheme == "python" and rest:
+        return _registered(rest, n=n, split=split, image_size=image_size, classes=classes, n_classes=n_classes,
+                           mean=mean)
     loader = _SCHEMES.get(scheme)
     if loader is None or not rest:
         raise UnknownNameError(f"dataset {name!r} is unknown; valid: {dataset_help()}")
@@ -136,6 +141,18 @@ def _benchmark(*, n: int, seed: int, split: str, image_size: int | None) -> Eval
         num_classes=synthetic.NUM_CLASSES,
         class_names=synthetic.CLASS_NAMES,
     )
+
+
+def _registered(name: str, *, n: int, split: str | None, image_size: int | None, classes: object,
+                n_classes: int | None, mean: object) -> EvalData:
+    from xaiopt.zoo.registered import get_dataset
+
+    for option, value in (("split", split), ("image_size", image_size), ("classes", classes),
+                          ("n_classes", n_classes), ("mean", mean)):
+        if value is not None:
+            raise ConfigError(f"data.{option} is invalid for the registered dataset 'python:{name}' (its samples "
+                              f"are used as given); valid: unset")
+    return get_dataset(name, n=n)
 
 
 @_scheme("imagefolder")

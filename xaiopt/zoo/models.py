@@ -12,6 +12,7 @@ Names are ``<scheme>:<rest>``; each scheme is a small loader in a registry:
   state dict file; see :mod:`xaiopt.zoo.timm_models`.
 - ``module:<pkg.mod>:<callable>``: imports ``pkg.mod`` and calls the callable, passing
   ``num_classes`` and ``weights`` as keyword arguments when they are given.
+- ``python:<name>``: a model registered in this process (:mod:`xaiopt.zoo.registered`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ from xaiopt.zoo.timm_models import load_timm_model
 _Loader = Callable[[str, str | os.PathLike[str] | None, int | None, str | None], nn.Module]
 _SCHEMES: dict[str, _Loader] = {}
 _SCHEME_HELP = (
-    "benchmark:<vgg|resnet|densenet>, torchvision:<name>, timm:<name>[.<tag>], module:<pkg.mod>:<callable>"
+    "benchmark:<vgg|resnet|densenet>, torchvision:<name>, timm:<name>[.<tag>], module:<pkg.mod>:<callable>, "
+    "python:<registered name>"
 )
 
 
@@ -160,6 +162,15 @@ def _timm(
     model_name: str, cache_dir: str | os.PathLike[str] | None, num_classes: int | None, weights: str | None
 ) -> nn.Module:
     return load_timm_model(model_name, num_classes=num_classes, weights=weights)
+
+
+@_scheme("python")
+def _python(
+    name: str, cache_dir: str | os.PathLike[str] | None, num_classes: int | None, weights: str | None
+) -> nn.Module:
+    from xaiopt.zoo.registered import get_model
+
+    return get_model(name, num_classes=num_classes, weights=weights)
 
 
 @_scheme("module")
