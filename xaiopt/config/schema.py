@@ -383,11 +383,26 @@ class SamplerConfig(_Strict):
 
 
 class RuntimeConfig(_Strict):
-    """How a worker evaluates: memory budget per forward pass, heatmap artifacts."""
+    """How a worker evaluates: memory budget per forward pass, heatmap artifacts, LRP engine.
+
+    ``engine``: ``xaiopt`` (xaiopt's LRP engine, one forward and one backward, docs/lrp.md) or
+    ``zennit`` (the zennit composite); both give the same attributions. ``lrp_cache_mb``: memory the
+    xaiopt engine may keep recorded forwards in, so that later trials on the same inputs run only the
+    backward (0: keep none).
+    """
 
     batch_budget: int = 256
     heatmaps: int = 4
     heartbeat_interval: int = 60
+    engine: Literal["xaiopt", "zennit"] = "xaiopt"
+    lrp_cache_mb: float = 1024.0
+
+    @field_validator("lrp_cache_mb")
+    @classmethod
+    def _lrp_cache(cls, v: float) -> float:
+        if not math.isfinite(v) or v < 0:
+            raise ValueError(f"lrp_cache_mb must be a finite number >= 0 (megabytes), got {v}")
+        return v
     # how long a worker waits out an unreachable database before it gives up (xaiopt/study/resilient.py)
     storage_retry_seconds: float = 180.0
 

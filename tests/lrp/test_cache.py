@@ -1,0 +1,129 @@
+"""Recorded forwards kept across trials: the same relevance as a fresh computation, reused only for
+the very same model (weights), twin, input content, dtype and device, within the memory budget."""
+
+import copy
+import logging
+
+import pytest
+import torch
+
+from xaiopt.canonize import canonize
+from xaiopt.lrp import ForwardCache, LrpExplainer
+from xaiopt.space import resolve_groups
+from xaiopt.zoo.benchmark_models import build_benchmark_model
+
+from .conftest import bounds, randomize_batch_norms, spec_for, zennit_relevance
+
+SPECS = [("gamma", 0.25, "zbox"), ("epsilon", 0.1, "flat"), ("alpha2beta1", None, "wsquare"),
+         ("gamma", 1.0, "same"), ("zplus", None, "zbox")]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    torch.manual_seed(0)
+    model = randomize_batch_norms(build_benchmark_model("resnet")).double().eval()
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
+    return model, resolve_groups(model, x[:1], 3), x
+
+
+def _explain(model, layers, x, spec, cache, targets=None):
+    low, high = bounds(x)
+    targets = model(x).argmax(1) if targets is None else targets
+    return LrpExplainer(spec, model, layers, low=low, high=high, batch_budget=2, cache=cache)(x, targets)
+
+
+def test_reused_forward_gives_each_spec_its_own_relevance(setup):
+    model, layers, x = setup
+    cache = ForwardCache(budget_mb=256)
+    low, high = bounds(x)
+    targets = model(x).argmax(1)
+    for rule, value, first in SPECS * 2:  # the second round runs on kept forwards only
+        spec = spec_for(layers, rule, value, first)
+        got = _explain(model, layers, x, spec, cache, targets)
+        expected = zennit_relevance(spec, model, layers, x, targets, low, high)
+        assert (got - expected).abs().max() <= 1e-10 * expected.abs().max()
+    # 2 chunks (batch_budget 2 of 3 images): recorded once, then hit by the 9 later explanations
+    assert (cache.stats.misses, cache.stats.hits) == (2, 18)
+    assert len(cache) == 2 and 0 < cache.used_bytes() <= cache.budget_bytes
+
+
+def test_other_targets_on_a_kept_forward(setup):
+    model, layers, x = setup
+    cache = ForwardCache(budget_mb=256)
+    spec = spec_for(layers, "gamma", 0.25, "zbox")
+    _explain(model, layers, x, spec, cache)
+    for targets in (torch.tensor([0, 1, 2]), torch.tensor([3, 3, 0])):
+        got = _explain(model, layers, x, spec, cache, targets)
+        fresh = _explain(model, layers, x, spec, None, targets)
+        assert torch.equal(got, fresh) or (got - fresh).abs().max() <= 1e-12 * fresh.abs().max()
+    assert cache.stats.hits == 4
+
+
+def _misses_after(cache, run):
+    before = cache.stats.misses
+    run()
+    return cache.stats.misses - before
+
+
+@pytest.mark.parametrize("change", ["model", "weights in place", "weights via .data", "twin", "input content",
+                                    "dtype", "device"])
+def test_key_rejects_every_change(setup, change):
+    model, layers, x = setup
+    cache = ForwardCache(budget_mb=256)
+    spec = spec_for(layers, "gamma", 0.25, "same")
+    _explain(model, layers, x, spec, cache)
+    assert _misses_after(cache, lambda: _explain(model, layers, x, spec, cache)) == 0
+    other_model, other_layers, other_x = model, layers, x
+    if change == "model":
+        other_model = copy.deepcopy(model)  # equal weights, another object
+    elif change == "weights in place":
+        other_model = copy.deepcopy(model)
+        _explain(other_model, layers, x, spec, cache)
+        with torch.no_grad():
+            other_model.conv1.weight.mul_(1.5)
+    elif change == "weights via .data":  # bypasses the version counter
+        other_model = copy.deepcopy(model)
+        _explain(other_model, layers, x, spec, cache)
+        other_model.conv1.weight.data.mul_(1.5)
+    elif change == "twin":
+        other_model, _ = canonize(model, x[:1])
+        other_layers = resolve_groups(other_model, x[:1], 3)
+    elif change == "input content":
+        other_x = x.clone()
+        other_x[1, 2, 5, 5] += 1e-9
+    elif change == "dtype":
+        other_model, other_x = copy.deepcopy(model).float(), x.float()
+    elif change == "device":
+        if not torch.cuda.is_available():
+            pytest.skip("no second device here")
+        other_model, other_x = copy.deepcopy(model).cuda(), x.cuda()
+    spec_other = spec_for(other_layers, "gamma", 0.25, "same")
+    misses = _misses_after(cache, lambda: _explain(other_model, other_layers, other_x, spec_other, cache))
+    # both chunks recorded anew; the changed pixel lies in the first chunk only
+    assert misses == (1 if change == "input content" else 2)
+    got = _explain(other_model, other_layers, other_x, spec_other, cache)
+    fresh = _explain(other_model, other_layers, other_x, spec_other, None)
+    assert (got - fresh).abs().max() <= 1e-10 * fresh.abs().max()
+
+
+def test_budget_bounds_the_cache(setup, caplog):
+    model, layers, x = setup
+    spec = spec_for(layers, "gamma", 0.25, "zbox")
+    tiny = ForwardCache(budget_mb=0.01)  # smaller than one recorded forward: nothing kept, still correct
+    with caplog.at_level(logging.DEBUG, logger="xaiopt.lrp.cache"):
+        got = _explain(model, layers, x, spec, tiny)
+        got_again = _explain(model, layers, x, spec, tiny)
+    assert len(tiny) == 0 and tiny.stats.hits == 0 and tiny.stats.too_large >= 2
+    fresh = _explain(model, layers, x, spec, None)
+    assert torch.equal(got, got_again) and (got - fresh).abs().max() <= 1e-12 * fresh.abs().max()
+    assert any("hit rate" in r.getMessage() for r in caplog.records)
+    assert any("exceeds the budget" in r.getMessage() for r in caplog.records)
+
+    # room for about one chunk: the least recently used is evicted, the budget holds
+    one = ForwardCache(budget_mb=256)
+    _explain(model, layers, x[:2], spec, one)
+    size = one.used_bytes()
+    small = ForwardCache(budget_mb=1.5 * size / 2**20)
+    _explain(model, layers, x[:2], spec, small)
+    _explain(model, layers, x[1:], spec, small)  # another input: evicts the first
+    assert len(small) == 1 and small.stats.evictions == 1 and small.used_bytes() <= small.budget_bytes
