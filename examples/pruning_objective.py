@@ -31,32 +31,40 @@ from torch import Tensor, nn
 import xaiopt
 
 LAYER = "features.10"      # the ReLU after conv2 (features.8) and its BatchNorm: the group's output
+READ_AT = "features.11"    # the max pool that takes LAYER's output: its input's gradient is that relevance
 PRUNE = 0.5                # share of the layer's channels removed
 
 
 @contextmanager
-def recording(model: nn.Module, layer: str) -> Iterator[list[Tensor]]:
-    """Record the relevance arriving at ``layer``'s output in every backward pass of an LRP explainer.
+def recording(model: nn.Module, consumer: str = READ_AT) -> Iterator[list[Tensor]]:
+    """Record the relevance arriving at the input of module ``consumer`` in every backward pass of an LRP
+    explainer (xaiopt's engine or a zennit composite).
 
-    Under a zennit composite (or xaiopt's explainer) the backward pass carries relevance, so the
-    gradient at a layer's output is the relevance of that output."""
+    The backward pass of an LRP explainer carries relevance, so the gradient of the tensor a module
+    receives is the relevance of the layer that produced it. It is read at the consumer's input rather
+    than at the producer's output because an explainer's own hooks on the producer replace its output
+    after user hooks have run."""
     grads: list[Tensor] = []
 
-    def forward_hook(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
-        if output.requires_grad:
-            output.register_hook(lambda g: grads.append(g.detach()))
+    def pre_hook(module: nn.Module, args: tuple[Tensor, ...]) -> None:
+        if torch.is_grad_enabled() and args[0].requires_grad:
+            args[0].register_hook(lambda g: grads.append(g.detach()))
 
-    handle = model.get_submodule(layer).register_forward_hook(forward_hook)
+    handle = model.get_submodule(consumer).register_forward_pre_hook(pre_hook)
     try:
         yield grads
     finally:
         handle.remove()
 
 
-def channel_relevance(explain, model: nn.Module, x: Tensor, targets: Tensor, layer: str = LAYER) -> Tensor:
-    """(C,) relevance of each channel of ``layer``: summed over the batch and the positions."""
-    with recording(model, layer) as grads:
+def channel_relevance(explain, model: nn.Module, x: Tensor, targets: Tensor, consumer: str = READ_AT) -> Tensor:
+    """(C,) relevance of each channel of the layer feeding ``consumer``: summed over the batch and positions."""
+    with recording(model, consumer) as grads:
         explain(x, targets)
+    if sum(len(g) for g in grads) != len(x):
+        raise RuntimeError(f"relevance was recorded for {sum(len(g) for g in grads)} of {len(x)} samples at the input "
+                           f"of {consumer!r}: the explainer did not run a forward pass through it for every sample (a recorded "
+                           f"forward reused: set runtime.lrp_cache_mb: 0)")
     return torch.cat(grads).double().sum(dim=(0, 2, 3))
 
 
@@ -98,7 +106,8 @@ def pruning(explain, ctx):
 def config(name: str, trials: int) -> xaiopt.StudyConfig:
     return xaiopt.study_config(
         name=name, model="benchmark:vgg", data="benchmark", n_samples=32, n_trials=trials, sampler="random",
-        metrics=[*pruning.metrics, "sparseness"], runtime={"heatmaps": 0},
+        # the recording hook needs the explainer's forward pass on every trial: keep no recorded forwards
+        metrics=[*pruning.metrics, "sparseness"], runtime={"heatmaps": 0, "lrp_cache_mb": 0},
         space={"first_layer": ["zbox", "flat"], "rules": ["epsilon", "gamma", "alpha2beta1", "zplus"]})
 
 
