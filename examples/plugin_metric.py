@@ -24,16 +24,16 @@ HERE = Path(__file__).resolve().parent
 PLUGIN_DIR = HERE / "plugin"
 sys.path.insert(0, str(PLUGIN_DIR))  # this process imports the plugin when it reads the config
 
-import xaiopt  # noqa: E402
-from xaiopt.objective.attrs import spec_dict  # noqa: E402
-from xaiopt.study import per_sample_scores  # noqa: E402
-from xaiopt.study.attribute import attribute_settings  # noqa: E402
+import xaiopt
+from xaiopt.objective.attrs import spec_dict
+from xaiopt.study import per_sample_scores
+from xaiopt.study.attribute import attribute_settings
 
 
 def concentration(attributions: np.ndarray, top: float) -> np.ndarray:
     """The plugin's metric, recomputed independently: sort each heatmap's positive relevance."""
     pos = np.clip(attributions.reshape(len(attributions), -1).astype(np.float64), 0, None)
-    k = max(1, int(round(top * pos.shape[1])))
+    k = max(1, round(top * pos.shape[1]))
     ranked = -np.sort(-pos, axis=1)
     return ranked[:, :k].sum(1) / np.maximum(pos.sum(1), 1e-12)
 
@@ -47,7 +47,7 @@ def main() -> dict:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PLUGIN_DIR), os.environ.get("PYTHONPATH", "")])}
         worker = subprocess.run([sys.executable, "-m", "xaiopt", "worker", "--storage", storage, "--study", cfg.name,
                                  "--device", "cpu", "--no-progress"], env=env, capture_output=True, text=True,
-                                timeout=300)
+                                timeout=300, check=False)
         assert worker.returncode == 0, worker.stderr
         loaded = xaiopt.load_study(cfg.name, storage=storage)
         trials = [t for t in loaded.study.trials if t.values is not None]

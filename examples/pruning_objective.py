@@ -21,9 +21,9 @@ import argparse
 import json
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import torch
 from torch import Tensor, nn
@@ -83,7 +83,7 @@ def pruning_cost(model: nn.Module, x: Tensor, y: Tensor, clean: Tensor, relevanc
                  least: bool = True) -> dict[str, Tensor]:
     """Per-sample accuracy drop (1 - 0 when pruning breaks a correct prediction) and logit drop after
     removing the ``PRUNE`` share of channels with the lowest (``least``) or highest relevance."""
-    k = int(round(PRUNE * len(relevance)))
+    k = round(PRUNE * len(relevance))
     order = relevance.argsort(descending=not least)
     keep = torch.ones(len(relevance), dtype=torch.bool, device=x.device)
     keep[order[:k]] = False
@@ -128,7 +128,7 @@ def recheck(loaded, trial: xaiopt.ParetoTrial) -> dict[str, float]:
         composite = xaiopt.load_composite(path, model)
     with Gradient(model, composite) as attributor:
         def explain(inputs: Tensor, targets: Tensor) -> Tensor:
-            out, relevance = attributor(inputs, lambda out: torch.zeros_like(out).scatter_(
+            _, relevance = attributor(inputs, lambda out: torch.zeros_like(out).scatter_(
                 1, targets.view(-1, 1), out.gather(1, targets.view(-1, 1))))
             return relevance
         relevance = channel_relevance(explain, model, x, y)

@@ -24,7 +24,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -37,8 +37,8 @@ from xaiopt.zoo.evaldata import EvalData
 from xaiopt.zoo.registered import eval_data, register_dataset, register_model
 
 ExplainFn = Callable[[Tensor, Tensor], Tensor]
-ObjectiveFn = Callable[[ExplainFn, MetricContext], Mapping[str, Union[Tensor, float]]]
-DataArg = Union[EvalData, str, Sequence[Tensor]]
+ObjectiveFn = Callable[[ExplainFn, MetricContext], Mapping[str, Tensor | float]]
+DataArg = EvalData | str | Sequence[Tensor]
 
 __all__ = [
     "CustomObjective", "ParetoTrial", "eval_data", "pareto_front", "register_dataset", "register_model",
@@ -214,7 +214,7 @@ def study_config(*, name: str = "xaiopt-study", model: nn.Module | str = "benchm
                  data: DataArg = "benchmark", space: Mapping[str, Any] | None = None,
                  metrics: Sequence[Any] | None = None, sampler: str | Mapping[str, Any] | None = None,
                  n_samples: int | None = None, n_trials: int | None = None, seed: int = 0, device: str = "auto",
-                 target: str | None = None, holdout: int | float | None = None, baselines: Sequence[str] = (),
+                 target: str | None = None, holdout: float | None = None, baselines: Sequence[str] = (),
                  plugins: Sequence[str] = (), runtime: Mapping[str, Any] | None = None,
                  **config: Any) -> StudyConfig:
     """A validated :class:`StudyConfig` from Python objects, with no YAML file.

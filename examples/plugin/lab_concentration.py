@@ -4,7 +4,6 @@ Listed in a study YAML as ``plugins: [lab_concentration]`` (the folder of this f
 on every machine), so ``xaiopt study create``, ``xaiopt worker`` and every read command know it.
 """
 
-import torch
 
 from xaiopt.metrics import Param, register_metric
 
@@ -15,5 +14,5 @@ from xaiopt.metrics import Param, register_metric
 def lab_concentration(ctx, *, top):
     """Share of each heatmap's positive relevance that lies in its ``top`` share of pixels (1 = all of it)."""
     pos = ctx.attributions.clamp(min=0).flatten(1).double()
-    k = max(1, int(round(top * pos.shape[1])))
+    k = max(1, round(top * pos.shape[1]))
     return pos.topk(k, dim=1).values.sum(1) / pos.sum(1).clamp(min=1e-12)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -15,12 +17,12 @@ from torch import nn
 import xaiopt
 from xaiopt.errors import ConfigError, StudyExistsError
 from xaiopt.objective import get_benchmark
+from xaiopt.objective.attrs import baseline, heatmap_artifact, spec_dict
 from xaiopt.objective.explain import explainer_for
 from xaiopt.space import ExplainerSpec
 from xaiopt.space.spec import GroupRule
 from xaiopt.study import pareto_rows, per_sample_scores
 from xaiopt.study.attribute import attribute_settings
-from xaiopt.objective.attrs import spec_dict
 from xaiopt.zoo import load_model
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -174,7 +176,8 @@ def _objective(explain, ctx):
 
 def test_a_custom_objective_runs_once_per_trial_with_its_directions(tmp_path):
     cfg = xaiopt.study_config(name="api-objective", data="benchmark", n_samples=4, n_trials=3,
-                              metrics=["sparseness", _objective], space={"layer_groups": 2}, **FAST)
+                              metrics=["sparseness", _objective], space={"layer_groups": 2},
+                              baselines=["epsilon_plus:canonized"], sampler="random", runtime={"heatmaps": 2})
     assert [m.name for m in cfg.metrics] == ["sparseness", "api_inside", "api_total"]
     CALLS.clear()
     loaded = xaiopt.run_study(cfg, storage=f"sqlite:///{tmp_path / 'o.db'}", device="cpu")
@@ -196,6 +199,39 @@ def test_a_custom_objective_runs_once_per_trial_with_its_directions(tmp_path):
     rec = xaiopt.recommend(loaded)
     assert rec.best.number in {row["number"] for row in pareto_rows(loaded)}
     assert rec.metric_categories["api_inside"] == "localization"
+    # the baseline was enqueued and scored by the objective; every trial uploaded its heatmaps
+    assert baseline(study.trials[0]) == "epsilon_plus:canonized" and study.trials[0].values is not None
+    assert all(heatmap_artifact(t) is not None for t in study.trials)
+    assert all((loaded.artifact_dir / heatmap_artifact(t)).is_file() for t in study.trials)
+
+
+def test_a_plugin_objective_runs_in_a_worker_process(tmp_path, monkeypatch):
+    """A custom objective registered by a plugin module: an `xaiopt worker` subprocess that knows only the
+    study's name computes it, and its stored values are the formula's on the trial's attributions."""
+    (tmp_path / "api_plugin_objective.py").write_text(
+        "import xaiopt\n"
+        "@xaiopt.register_objective('api_plugin', values={'api_plugin_max': 'minimize'}, category='complexity')\n"
+        "def objective(explain, ctx):\n"
+        "    return {'api_plugin_max': explain(ctx.x, ctx.y).abs().flatten(1).amax(1)}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    doc = {"name": "api-plugin", "n_trials": 2, "plugins": ["api_plugin_objective"], "data": {"n_samples": 4},
+           "metrics": ["sparseness", "api_plugin_max"], "space": {"layer_groups": 2}, "device": "cpu", **FAST}
+    path = tmp_path / "plugin.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    storage = f"sqlite:///{tmp_path / 'p.db'}"
+    xaiopt.create_study(xaiopt.load_config(path), storage=storage)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "xaiopt", "worker", "--storage", storage, "--study", "api-plugin",
+                           "--no-progress"], env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = xaiopt.load_study("api-plugin", storage=storage)
+    done = [t for t in loaded.study.trials if t.values is not None]
+    assert len(done) == 2 and [d.name.lower() for d in loaded.study.directions] == ["maximize", "minimize"]
+    for t in done:
+        a = attribute_settings(loaded, [spec_dict(t)], images=4, device="cpu").attributions[0]
+        want = a.abs().flatten(1).amax(1).numpy()
+        np.testing.assert_allclose(per_sample_scores(t)["api_plugin_max"], want, rtol=1e-5)
 
 
 def test_a_custom_objective_is_checked():

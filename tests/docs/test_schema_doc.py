@@ -9,8 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from xaiopt.config import StudyConfig
-from xaiopt.config import docs
+from xaiopt.config import StudyConfig, docs
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "schema.md"
 
@@ -44,7 +43,7 @@ def test_every_field_has_a_meaning_and_every_meaning_a_field():
 
 
 def test_every_field_of_the_models_has_a_row_with_its_default():
-    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([^`]+)` \|.*$", DOC.read_text(), re.M)}
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([^`]+)` \|.*$", DOC.read_text(), re.MULTILINE)}
     assert sorted(rows) == sorted(_all_paths(StudyConfig))
     defaults = StudyConfig()
     assert '`"nsga2"`' in rows["sampler.name"] and defaults.sampler.name == "nsga2"
@@ -55,8 +54,8 @@ def test_every_field_of_the_models_has_a_row_with_its_default():
 
 def test_a_new_field_without_a_meaning_is_named(monkeypatch):
     monkeypatch.delitem(docs.MEANINGS, "data.seed")
-    assert docs.check() == ["data.seed: no meaning (add it to MEANINGS in xaiopt/config/docs.py or a Field "
-                            "description)"]
+    assert docs.check() == [("data.seed: no meaning (add it to MEANINGS in xaiopt/config/docs.py or a Field "
+                             "description)")]
     with pytest.raises(ValueError, match="data.seed: no meaning"):
         docs.write(DOC.parent / "never-written.md")
     assert not (DOC.parent / "never-written.md").exists()
