@@ -175,27 +175,31 @@ def _slug(name: str) -> str:
     return slug if slug[:1].isalpha() or slug[:1] == "_" else f"s_{slug}"
 
 
-def _model_name(model: nn.Module | str, name: str) -> str:
+def _model_section(model: nn.Module | str | Mapping[str, Any], name: str) -> dict[str, Any]:
     if isinstance(model, str):
-        return model
+        return {"name": model}
+    if isinstance(model, Mapping):
+        return dict(model)
     if isinstance(model, nn.Module):
-        return register_model(name, model)
-    raise ConfigError(f"model: expected a torch.nn.Module or a model name (e.g. 'benchmark:vgg'), got "
-                      f"{type(model).__name__}")
+        return {"name": register_model(name, model)}
+    raise ConfigError(f"model: expected a torch.nn.Module, a model name (e.g. 'benchmark:vgg') or the YAML model "
+                      f"section as a dict, got {type(model).__name__}")
 
 
-def _data_name(data: DataArg, name: str) -> tuple[str, int | None]:
-    """The config's data.name and, for registered data, its number of samples."""
+def _data_section(data: DataArg | Mapping[str, Any], name: str) -> tuple[dict[str, Any], int | None]:
+    """The config's data section and, for registered data, its number of samples."""
     if isinstance(data, str):
-        return data, None
+        return {"name": data}, None
+    if isinstance(data, Mapping):
+        return dict(data), None
     if isinstance(data, EvalData):
-        return register_dataset(name, data), len(data)
+        return {"name": register_dataset(name, data)}, len(data)
     if isinstance(data, (tuple, list)) and len(data) in (2, 3) and all(
             isinstance(t, torch.Tensor) or t is None for t in data):
         batch = eval_data(*data)
-        return register_dataset(name, batch), len(batch)
-    raise ConfigError(f"data: expected a dataset name (e.g. 'benchmark'), an EvalData or a tuple (x, y) / "
-                      f"(x, y, masks) of tensors, got {type(data).__name__}")
+        return {"name": register_dataset(name, batch)}, len(batch)
+    raise ConfigError(f"data: expected a dataset name (e.g. 'benchmark'), an EvalData, a tuple (x, y) / "
+                      f"(x, y, masks) of tensors or the YAML data section as a dict, got {type(data).__name__}")
 
 
 def _metric_entries(metrics: Sequence[Any]) -> list[Any]:
@@ -210,8 +214,8 @@ def _metric_entries(metrics: Sequence[Any]) -> list[Any]:
     return out
 
 
-def study_config(*, name: str = "xaiopt-study", model: nn.Module | str = "benchmark:vgg",
-                 data: DataArg = "benchmark", space: Mapping[str, Any] | None = None,
+def study_config(*, name: str = "xaiopt-study", model: nn.Module | str | Mapping[str, Any] = "benchmark:vgg",
+                 data: DataArg | Mapping[str, Any] = "benchmark", space: Mapping[str, Any] | None = None,
                  metrics: Sequence[Any] | None = None, sampler: str | Mapping[str, Any] | None = None,
                  n_samples: int | None = None, n_trials: int | None = None, seed: int = 0, device: str = "auto",
                  target: str | None = None, holdout: float | None = None, baselines: Sequence[str] = (),
@@ -220,10 +224,11 @@ def study_config(*, name: str = "xaiopt-study", model: nn.Module | str = "benchm
     """A validated :class:`StudyConfig` from Python objects, with no YAML file.
 
     ``model``: an ``nn.Module`` (registered in this process as ``python:NAME``, NAME from the study
-    name) or a model name (``benchmark:vgg``, ``torchvision:resnet18``, ``module:pkg.mod:fn``, ...).
+    name), a model name (``benchmark:vgg``, ``torchvision:resnet18``, ``module:pkg.mod:fn``, ...) or
+    the YAML ``model`` section as a dict (``{"name": ..., "weights": "DEFAULT"}``).
     ``data``: a dataset name (``benchmark``, ``imagefolder:PATH``, ...), an
-    :class:`~xaiopt.zoo.EvalData`, or tensors ``(x, y)`` / ``(x, y, masks)`` (registered like the
-    model; ``n_samples`` defaults to all of them). ``space``: the YAML ``space`` section as a dict.
+    :class:`~xaiopt.zoo.EvalData`, tensors ``(x, y)`` / ``(x, y, masks)`` (registered like the
+    model; ``n_samples`` defaults to all of them) or the YAML ``data`` section as a dict. ``space``: the YAML ``space`` section as a dict.
     ``metrics``: metric names, ``{"name": ..., "params": {...}}`` dicts or :class:`CustomObjective`
     objects (each contributes its values). ``sampler``: a name or ``{"name": ..., "params": ...}``.
     Any other top-level YAML field goes in ``config`` (``storage=``, ``data=...`` keys go in their
@@ -239,10 +244,9 @@ def study_config(*, name: str = "xaiopt-study", model: nn.Module | str = "benchm
         cfg.model.name, cfg.data.name        # ('python:demo', 'python:demo') or the module: form
     """
     slug = _slug(name)
-    data_name, size = _data_name(data, slug)
+    data_doc, size = _data_section(data, slug)
     doc: dict[str, Any] = {"name": name, "seed": seed, "device": device, **config}
-    doc["model"] = {"name": _model_name(model, slug)}
-    data_doc: dict[str, Any] = {"name": data_name}
+    doc["model"] = _model_section(model, slug)
     if n_samples is not None or size is not None:
         data_doc["n_samples"] = n_samples if n_samples is not None else size
     if target is not None:

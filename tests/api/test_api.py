@@ -116,6 +116,9 @@ def test_study_config_from_objects_is_the_yaml_config(tmp_path):
     path = tmp_path / "same.yaml"
     path.write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
     assert xaiopt.load_config(path) == cfg
+    sections = xaiopt.study_config(name="api-sections", model={"name": "benchmark:vgg", "weights": "random"},
+                                   data={"name": "benchmark", "split": "train"}, n_samples=8)
+    assert sections.model.weights == "random" and sections.data.split == "train" and sections.data.n_samples == 8
     with pytest.raises(ConfigError, match="sampler"):
         xaiopt.study_config(name="api-bad", model="benchmark:vgg", sampler="annealing")
     with pytest.raises(ConfigError, match="data: expected a dataset name"):
