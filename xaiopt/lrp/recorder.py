@@ -56,6 +56,7 @@ class Recorder:
         self.board = board
         self.sites: list[Site] = []
         self._pending: dict[int, list] = {}
+        self._kept_outputs: set[int] = set()  # ids of relay outputs whose site keeps them
         self._handles = []
         modules = dict(model.named_modules())
         for name, keep in keeps_input.items():
@@ -73,7 +74,8 @@ class Recorder:
             stack.append(x)
             torch.set_grad_enabled(False)
             inner = x.detach()
-            if getattr(module, "inplace", False):  # an in-place activation must not overwrite x
+            # an in-place activation must not overwrite the output a weighted layer's rule reads
+            if getattr(module, "inplace", False) and id(x) in self._kept_outputs:
                 inner = inner.clone()
             return (inner, *args[1:])
 
@@ -91,7 +93,9 @@ class Recorder:
                 site.y = output  # needed once for the relay's own output, dropped below
             self.sites.append(site)
             out = _Relay.apply(x, site, self.board)
-            if not keep:
+            if keep:
+                self._kept_outputs.add(id(out))
+            else:
                 site.y = None
             return out
 

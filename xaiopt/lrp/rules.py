@@ -18,13 +18,18 @@ from typing import Callable
 
 import torch
 from torch import Tensor
-from zennit.core import expand, stabilize
+from zennit.core import expand
 from zennit.layer import Sum
 
-from xaiopt.lrp.affine import forward_with, linear_part, linear_part_t, offset
+from xaiopt.lrp.affine import direct_conv, forward_with, linear_part, linear_part_t, linear_part_t_pair, offset
 from xaiopt.lrp.site import Site
 
 STABILIZER = 1e-6
+
+
+def stabilize(z: Tensor, epsilon: float) -> Tensor:
+    """zennit's stabilizer ``z + eps * sign(z)`` with sign(0) = +1, in fewer passes (same values)."""
+    return torch.where(z >= 0, z + epsilon, z - epsilon)
 
 
 class LrpRule:
@@ -68,8 +73,12 @@ class Epsilon(LrpRule):
 
     def relevance(self, site, grad):
         x, module = site.input(), site.module
-        s = grad / stabilize(site.output(), self.epsilon)
-        return x * linear_part_t(module, s, module.weight, x.shape)
+        if site.derived is None:
+            denominator = stabilize(site.output(), self.epsilon)
+        else:  # y + eps * sign(y): the sign kept, one pass per trial
+            sign = site.memo("sign_y", lambda: torch.where(site.output() >= 0, 1.0, -1.0).to(x.dtype))
+            denominator = torch.add(site.output(), sign, alpha=self.epsilon)
+        return x * linear_part_t(module, grad / denominator, module.weight, x.shape)
 
 
 class Gamma(LrpRule):
@@ -90,26 +99,72 @@ class Gamma(LrpRule):
         w, b = module.weight, _bias(module)
         wa, wb = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
         y = site.output()
-        if site.nonnegative():
-            lin_w, lin_p = _linear_output(site), _positive_part(site)
-            ba = None if b is None else b + g * b.clamp(min=0)
-            bb = None if b is None else b + g * b.clamp(max=0)
-            # fw(x, A) = lin(x, W) + g lin(x, W+) + L_A(0); lin(x, W-) = lin(x, W) - lin(x, W+)
-            za = lin_w + g * lin_p + offset(module, x, wa, ba)
-            zb = lin_w + g * (lin_w - lin_p) + offset(module, x, wb, bb)
-            sp = (y > 0) * grad / stabilize(za, STABILIZER)
-            sn = (y < 0) * grad / stabilize(zb, STABILIZER)
-            return x * (linear_part_t(module, sp, wa, x.shape) + linear_part_t(module, sn, wb, x.shape))
-        xp, xn = x.clamp(min=0), x.clamp(max=0)
+        if g >= 0 and site.nonnegative():
+            return self._nonnegative(site, grad, wa, wb)
+        return self._mixed(site, grad, wa, wb)
+
+    def _mixed(self, site, grad, wa, wb):
+        # zennit's generalized gamma, with its gamma-independent parts kept: writing
+        # Q = lin(x, W) and U = lin(x+, W+) + lin(x-, W-),
+        #   z+ = fw(x+, A) + fw(x-, B, b=0) = Q + g U + L_A(0) + L_B,0(0)
+        #   z- = fw(x+, B) + fw(x-, A, b=0) = Q + g (Q - U) + L_B(0) + L_A,0(0)
+        x, module, g = site.input(), site.module, self.gamma
+        b = _bias(module)
+        y = site.output()
+        q = _linear_output(site)
+        u = site.memo("gamma_u", lambda: _split_linear(module, x))
         ba = None if b is None else b + g * b.clamp(min=0)
         bb = None if b is None else b + g * b.clamp(max=0)
-        zp = forward_with(module, xp, wa, ba) + forward_with(module, xn, wb, _zeros(b))
-        zn = forward_with(module, xp, wb, bb) + forward_with(module, xn, wa, _zeros(b))
-        sp = (y > 0) * grad / stabilize(zp, STABILIZER)
-        sn = (y < 0) * grad / stabilize(zn, STABILIZER)
+        zp = torch.add(q, u, alpha=g) + (offset(module, x, wa, ba) + offset(module, x, wb, _zeros(b)))
+        zn = torch.add(q, q - u, alpha=g) + (offset(module, x, wb, bb) + offset(module, x, wa, _zeros(b)))
+        sp = torch.where(y > 0, grad / stabilize(zp, STABILIZER), 0.0)
+        sn = torch.where(y < 0, grad / stabilize(zn, STABILIZER), 0.0)
         shape = x.shape
-        return (xp * linear_part_t(module, sp, wa, shape) + xn * linear_part_t(module, sp, wb, shape)
-                + xp * linear_part_t(module, sn, wb, shape) + xn * linear_part_t(module, sn, wa, shape))
+        a_sp, b_sp = linear_part_t_pair(module, sp, wa, wb, shape)
+        b_sn, a_sn = linear_part_t_pair(module, sn, wb, wa, shape)
+        return x.clamp(min=0) * (a_sp + b_sn) + x.clamp(max=0) * (b_sp + a_sn)
+
+    def _nonnegative(self, site, grad, wa, wb):
+        # x >= 0: fw(x, A) = y + g (lin(x, W+) + b+) >= y where y > 0 and fw(x, B) = y + g (lin(x, W-) + b-)
+        # <= y where y < 0, so each output needs the denominator of its own sign only, and the
+        # stabilizer's sign is known: z = (y +- eps) + g * (lin(x, W+-) + b+-). Both brackets are
+        # gamma-independent and kept with the site: a kept forward pays one pass here per trial.
+        x, module, g = site.input(), site.module, self.gamma
+        positive = site.memo("positive", lambda: site.output() > 0)
+        negative = site.memo("negative", lambda: site.output() < 0)
+
+        def base():
+            y = site.output()
+            return torch.where(positive, y + STABILIZER, y - STABILIZER)
+
+        def chosen():
+            lin_p, lin_n = _positive_part(site), _linear_output(site) - _positive_part(site)
+            b = _bias(module)
+            if b is not None:
+                lin_p = lin_p + _bias_like_output(module, b.clamp(min=0), lin_p)
+                lin_n = lin_n + _bias_like_output(module, b.clamp(max=0), lin_n)
+            return torch.where(positive, lin_p, lin_n)
+
+        s = grad / torch.add(site.memo("gamma_base", base), site.memo("gamma_chosen", chosen), alpha=g)
+        sp = torch.where(positive, s, 0.0)
+        sn = torch.where(negative, s, 0.0)
+        return x * (linear_part_t(module, sp, wa, x.shape) + linear_part_t(module, sn, wb, x.shape))
+
+
+def _split_linear(module, x: Tensor) -> Tensor:
+    """``lin(x+, W+) + lin(x-, W-)`` (one kernel call for an ungrouped convolution: both halves stacked)."""
+    w = module.weight
+    if direct_conv(module) and module.groups == 1:
+        return linear_part(module, torch.cat([x.clamp(min=0), x.clamp(max=0)], dim=1),
+                           torch.cat([w.clamp(min=0), w.clamp(max=0)], dim=1))
+    return linear_part(module, x.clamp(min=0), w.clamp(min=0)) + linear_part(module, x.clamp(max=0), w.clamp(max=0))
+
+
+def _bias_like_output(module, bias: Tensor, like: Tensor) -> Tensor:
+    """A bias vector broadcastable against the layer output ``like``."""
+    if isinstance(module, torch.nn.Linear):
+        return bias
+    return bias.view(1, -1, *([1] * (like.dim() - 2)))
 
 
 class AlphaBeta(LrpRule):
@@ -190,18 +245,34 @@ class ZBox(LrpRule):
     def __init__(self, low: Tensor, high: Tensor) -> None:
         self.low, self.high = low, high
 
+    def _key(self) -> str:
+        """The bounds' values: a kept denominator is reused only for the same bounds."""
+        def text(b):
+            return repr(b.detach().cpu().flatten().tolist()) if isinstance(b, Tensor) else repr(float(b))
+        return text(self.low) + text(self.high)
+
     def relevance(self, site, grad):
         x, module = site.input(), site.module
         w, b = module.weight, _bias(module)
         wp, wn = w.clamp(min=0), w.clamp(max=0)
-        low = expand(self.low, x.shape, cut_batch_dim=True).to(x)
-        high = expand(self.high, x.shape, cut_batch_dim=True).to(x)
-        z = site.output() - (forward_with(module, low, wp, _clamped(b, min=0))
-                             + forward_with(module, high, wn, _clamped(b, max=0)))
-        s = grad / stabilize(z, STABILIZER)
-        shape = x.shape
-        return x * linear_part_t(module, s, w, shape) - (
-            low * linear_part_t(module, s, wp, shape) + high * linear_part_t(module, s, wn, shape))
+        # bounds without a batch dimension are the same image for every sample: forward one
+        like = x[:1] if _per_image(self.low, x) and _per_image(self.high, x) else x
+        low = expand(self.low, like.shape, cut_batch_dim=True).to(x)
+        high = expand(self.high, like.shape, cut_batch_dim=True).to(x)
+
+        def denominator():
+            z = site.output() - (forward_with(module, low, wp, _clamped(b, min=0))
+                                 + forward_with(module, high, wn, _clamped(b, max=0)))
+            return stabilize(z, STABILIZER)
+
+        s = grad / site.memo("zbox_" + self._key(), denominator)
+        g_w, g_p = linear_part_t_pair(module, s, w, wp, x.shape)
+        # W- = W - W+, so lin_{W-}^T s = lin_W^T s - lin_{W+}^T s
+        return x * g_w - (low * g_p + high * (g_w - g_p))
+
+
+def _per_image(bound, x: Tensor) -> bool:
+    return not isinstance(bound, Tensor) or bound.dim() < x.dim() or bound.shape[0] == 1
 
 
 class Pass(LrpRule):
