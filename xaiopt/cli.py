@@ -461,7 +461,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_dashboard(args)
     except XaioptError as err:
         print(f"xaiopt: error: {_scrub(str(err), args)}", file=sys.stderr)
-        return EXIT_USER_ERROR
+        # a user's mistake is 2; an outage outlasting the retry time says so with its own code
+        return getattr(err, "exit_code", EXIT_USER_ERROR)
     except KeyboardInterrupt:
         print("xaiopt: interrupted", file=sys.stderr)
         return 130

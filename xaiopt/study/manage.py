@@ -247,7 +247,8 @@ def load_study(name: str, *, storage: str | None = None, heartbeat: bool = False
     config = _config_of(study, name)
     if heartbeat and not is_sqlite(url):
         # the heartbeat interval is the study's own setting: known only once its config is read
-        rdb = open_storage(url, heartbeat_interval=config.runtime.heartbeat_interval)
+        rdb = open_storage(url, heartbeat_interval=config.runtime.heartbeat_interval,
+                           retry_seconds=config.runtime.storage_retry_seconds)
         study = optuna.load_study(study_name=name, storage=rdb)
     return LoadedStudy(study=study, config=config, storage_url=url)
 

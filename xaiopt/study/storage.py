@@ -47,11 +47,18 @@ def stale_after(heartbeat_interval: int) -> int:
     return 2 * heartbeat_interval + 3
 
 
-def open_storage(url: str | None, *, heartbeat_interval: int | None = None, must_exist: bool = False) -> RDBStorage:
+def open_storage(url: str | None, *, heartbeat_interval: int | None = None, must_exist: bool = False,
+                 retry_seconds: float | None = None) -> RDBStorage:
     """Open (and create the tables of) an Optuna RDB storage; one-line :class:`StudyError` on failure.
 
     With ``heartbeat_interval``, running trials send heartbeats and a trial whose worker died is
     detected as stale (after :func:`stale_after` seconds) and re-queued as a waiting trial, at most 3 times.
+
+    A database server's storage (not SQLite) comes wrapped in a
+    :class:`~xaiopt.study.resilient.ResilientStorage`: every call waits out an unreachable
+    database for up to ``retry_seconds`` (default 180). With ``retry_seconds`` given, opening the
+    storage waits out an outage too (a worker started while the database restarts); without it,
+    a database that cannot be reached at open is one line at once.
     """
     url = url or default_storage_url()
     try:
@@ -74,11 +81,23 @@ def open_storage(url: str | None, *, heartbeat_interval: int | None = None, must
                 grace_period=stale_after(heartbeat_interval),
                 heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=3),
             )
-    engine_kwargs = {"pool_pre_ping": True} if parsed.get_backend_name() != "sqlite" else {}
-    try:
+    server = parsed.get_backend_name() != "sqlite"
+    engine_kwargs = {"pool_pre_ping": True} if server else {}
+
+    def build() -> RDBStorage:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+
+    try:
+        if not server:
+            return build()
+        from xaiopt.study.resilient import DEFAULT_RETRY_SECONDS, ResilientStorage, wait_for
+
+        wait = DEFAULT_RETRY_SECONDS if retry_seconds is None else retry_seconds
+        inner = build() if retry_seconds is None else wait_for(build, retry_seconds=wait,
+                                                               scrub=lambda t: scrub(t, url))
+        return ResilientStorage(inner, retry_seconds=wait, scrub=lambda t: scrub(t, url))
     except ModuleNotFoundError as err:
         raise StudyError(f"storage: the database driver for {_redact(url)!r} is not installed ({err.name}; "
                          f"for PostgreSQL: pip install 'psycopg[binary]')") from None

@@ -49,6 +49,7 @@ from xaiopt.errors import ConfigError, TrialFailed
 from xaiopt.objective import Objective, resolve_device
 from xaiopt.objective.progress import ProgressHandler, TrialProgress, progress_to, step
 from xaiopt.study.holdout import check_split
+from xaiopt.study.resilient import raise_if_gave_up
 from xaiopt.study.manage import LoadedStudy, load_study
 from xaiopt.study.samplers import make_sampler
 from xaiopt.study.storage import _redact, is_sqlite, sqlite_worker_lock
@@ -345,6 +346,11 @@ def _run_worker(name: str, *, storage: str | None, n_trials: int | None, until_d
                 log.warning("trial was taken over as stale by another worker (heartbeats too late); "
                             "its retry will run")
                 continue
+            except Exception:
+                # an outage past runtime.storage_retry_seconds can surface as any error Optuna
+                # raises while it cleans up: the worker exits with the outage's one line
+                raise_if_gave_up(study._storage)
+                raise
             finally:
                 budgeted.current = None
             if not budgeted.over_budget:
