@@ -246,10 +246,11 @@ class ModelConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not re.match(r"^(benchmark:\w+|torchvision:\w+|timm:\w+(\.\w+)?|module:[\w.]+:\w+)$", v):
+        if not re.match(r"^(benchmark:\w+|torchvision:\w+|timm:\w+(\.\w+)?|module:[\w.]+:\w+|python:\w+)$", v):
             raise ValueError(
-                f"model {v!r} is not of the form benchmark:NAME, torchvision:NAME, timm:NAME[.TAG] "
-                f"or module:PKG.MOD:CALLABLE"
+                f"model {v!r} is not of the form benchmark:NAME, torchvision:NAME, timm:NAME[.TAG], "
+                f"module:PKG.MOD:CALLABLE or python:NAME (a model registered in this process with "
+                f"xaiopt.register_model)"
             )
         return v
 
