@@ -103,7 +103,8 @@ def test_key_rejects_every_change(setup, change):
     assert misses == (1 if change == "input content" else 2)
     got = _explain(other_model, other_layers, other_x, spec_other, cache)
     fresh = _explain(other_model, other_layers, other_x, spec_other, None)
-    assert (got - fresh).abs().max() <= 1e-10 * fresh.abs().max()
+    tolerance = 1e-10 if other_x.dtype == torch.float64 else 1e-5  # kept and fresh round differently
+    assert (got - fresh).abs().max() <= tolerance * fresh.abs().max()
 
 
 def test_budget_bounds_the_cache(setup, caplog):

@@ -25,6 +25,7 @@ from xaiopt.lrp.affine import direct_conv, forward_with, linear_part, linear_par
 from xaiopt.lrp.site import Site
 
 STABILIZER = 1e-6
+_PLAIN_AFFINE = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d, torch.nn.Linear)
 
 
 def stabilize(z: Tensor, epsilon: float) -> Tensor:
@@ -127,25 +128,36 @@ class Gamma(LrpRule):
     def _nonnegative(self, site, grad, wa, wb):
         # x >= 0: fw(x, A) = y + g (lin(x, W+) + b+) >= y where y > 0 and fw(x, B) = y + g (lin(x, W-) + b-)
         # <= y where y < 0, so each output needs the denominator of its own sign only, and the
-        # stabilizer's sign is known: z = (y +- eps) + g * (lin(x, W+-) + b+-). Both brackets are
-        # gamma-independent and kept with the site: a kept forward pays one pass here per trial.
+        # stabilizer's sign is known. With t = g lin(x, W+) + (eps + g b+) and b - b- = b+:
+        #   z = y + t where y > 0,   z = (1 + g) y - t where y < 0.
+        # A kept forward keeps the gamma-independent brackets instead: z = (y +- eps) + g * (lin(x, W+-) + b+-),
+        # one pass per trial.
         x, module, g = site.input(), site.module, self.gamma
-        positive = site.memo("positive", lambda: site.output() > 0)
-        negative = site.memo("negative", lambda: site.output() < 0)
-
-        def base():
-            y = site.output()
-            return torch.where(positive, y + STABILIZER, y - STABILIZER)
-
-        def chosen():
-            lin_p, lin_n = _positive_part(site), _linear_output(site) - _positive_part(site)
+        y = site.output()
+        if site.derived is None and type(module) in _PLAIN_AFFINE:  # no border term: L(0) is the bias
+            positive, negative = y > 0, y < 0
             b = _bias(module)
-            if b is not None:
-                lin_p = lin_p + _bias_like_output(module, b.clamp(min=0), lin_p)
-                lin_n = lin_n + _bias_like_output(module, b.clamp(max=0), lin_n)
-            return torch.where(positive, lin_p, lin_n)
+            shift = STABILIZER if b is None else _bias_like_output(module, STABILIZER + g * b.clamp(min=0), y)
+            t = torch.add(shift, _positive_part(site), alpha=g)
+            z = torch.where(positive, y + t, torch.add(-t, y, alpha=1.0 + g))
+        else:
+            positive = site.memo("positive", lambda: y > 0)
+            negative = site.memo("negative", lambda: y < 0)
 
-        s = grad / torch.add(site.memo("gamma_base", base), site.memo("gamma_chosen", chosen), alpha=g)
+            def base():
+                return torch.where(positive, y + STABILIZER, y - STABILIZER)
+
+            def chosen():
+                lin_p = _positive_part(site)
+                lin_n = _linear_output(site) - lin_p
+                b = _bias(module)
+                if b is not None:
+                    lin_p = lin_p + _bias_like_output(module, b.clamp(min=0), lin_p)
+                    lin_n = lin_n + _bias_like_output(module, b.clamp(max=0), lin_n)
+                return torch.where(positive, lin_p, lin_n)
+
+            z = torch.add(site.memo("gamma_base", base), site.memo("gamma_chosen", chosen), alpha=g)
+        s = grad / z
         sp = torch.where(positive, s, 0.0)
         sn = torch.where(negative, s, 0.0)
         return x * (linear_part_t(module, sp, wa, x.shape) + linear_part_t(module, sn, wb, x.shape))
