@@ -214,3 +214,35 @@ def hypervolume_history(loaded: LoadedStudy, *, margin: float = MARGIN) -> Hyper
         out.append(total / box)
     return HypervolumeHistory(trials, out, used, [d for d, k in zip(directions, keep) if k], reference, margin,
                               len(settings), left_out)
+
+
+def hypervolume_fraction(points, universe, *, directions: Sequence[str], margin: float = MARGIN) -> float:
+    """The hypervolume of ``points`` as a share of that of ``universe`` (e.g. an exhaustive grid).
+
+    Both are normalized by ``universe``'s range per metric (direction respected: 0 = its best,
+    1 = its worst), the reference point ``margin`` of the range beyond the worst (as in
+    :func:`hypervolume_history`); metrics constant over ``universe`` are left out. ``points``
+    should be a subset of ``universe`` (values beyond its range are clipped to it), so the
+    share lies in [0, 1] and is 1 exactly when ``points`` holds the universe's whole front.
+
+    Example::
+
+        grid = [[0.0, 1.0], [1.0, 0.0], [0.5, 0.5]]
+        hypervolume_fraction([[0.0, 1.0]], grid, directions=["minimize", "minimize"])
+        # reference (1.1, 1.1): (1.1 * 0.1) / (0.5 * 0.1 + 0.5 * 0.6 + 0.1 * 1.1) = 0.2391...
+    """
+    if margin < 0:
+        raise ConfigError(f"hypervolume: margin must be >= 0, got {margin}")
+    u, _ = _as_minimization(universe, np.zeros(len(directions)), directions)
+    p, _ = _as_minimization(points, np.zeros(len(directions)), directions)
+    if len(u) == 0:
+        raise ConfigError("hypervolume: the reference set (universe) is empty")
+    low = u.min(axis=0)
+    span = u.max(axis=0) - low
+    keep = span > 0
+    if not keep.any():
+        return 1.0 if len(p) else 0.0
+    scale = lambda a: np.clip((a[:, keep] - low[keep]) / span[keep], 0.0, 1.0)  # noqa: E731
+    ref = np.full(int(keep.sum()), 1.0 + margin)
+    whole = _hv(_nondominated(scale(u)), ref)
+    return _hv(_nondominated(scale(p)), ref) / whole if len(p) else 0.0

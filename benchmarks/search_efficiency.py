@@ -1,0 +1,255 @@
+"""Search efficiency: how many trials each sampler needs to reach the exhaustive grid's Pareto front.
+
+The quickstart study (studies/quickstart.yaml: benchmark:vgg, its data and six metrics) over a grid
+small enough to evaluate exhaustively: canonize on/off x gamma {0, 0.25, 1, 10} on each of the four
+layer groups (conv1..conv3, classifier), first layer zbox: 2 x 4^4 = 512 settings. The grid is
+evaluated ONCE (about 1.7 s a setting on one core) and cached in benchmarks/data/ with a key of the
+config and the layer groups (xaiopt.analysis.replay); a changed grid or config is evaluated again.
+Every sampler then runs on the replayed grid (xaiopt.analysis.replay.GridReplay: the real
+define-by-run space, cached values, no model pass) for budgets of 5 / 10 / 20 / 40 % of the grid
+over several seeds; the score is the hypervolume of what it found as a share of the exhaustive
+grid's (xaiopt.analysis.hypervolume.hypervolume_fraction), for the six metrics, a two-metric and a
+three-metric study. Writes docs/search_efficiency.json, docs/search_efficiency.md (the table) and
+docs/search_efficiency.html / .png (the figure).
+
+Not a test.
+
+    .venv/bin/python benchmarks/search_efficiency.py --evaluate-only   # the grid (once, ~15 min)
+    .venv/bin/python benchmarks/search_efficiency.py                   # replay every sampler
+    .venv/bin/python benchmarks/search_efficiency.py --samplers tpe --sampler-params '{"n_startup_trials": 16}'
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+import optuna  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+
+from xaiopt.analysis.replay import GridCache, grid_key  # noqa: E402
+from xaiopt.analysis.replay import evaluate_grid as replay_evaluate  # noqa: E402
+from xaiopt.config import parse_config  # noqa: E402
+
+DATA = ROOT / "benchmarks" / "data"
+CACHE = DATA / "search_grid.json"
+PER_SAMPLE = DATA / "search_grid_per_sample.json"
+GAMMAS = [0, 0.25, 1, 10]
+
+
+def grid_study_config():
+    """The quickstart config with the grid's space (first layer zbox, gamma on every group)."""
+    d = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
+    d["space"] = {"canonize": [True, False], "first_layer": ["zbox"], "layer_groups": 3, "rules": ["gamma"],
+                  "gamma": GAMMAS}
+    d["device"] = "cpu"
+    d["runtime"]["heatmaps"] = 0
+    d["baselines"] = []
+    return parse_config(d)
+
+
+def evaluate_grid(cfg, *, log=print) -> GridCache:
+    """Every grid point through the real trial evaluation; saves progress and resumes a partial cache."""
+    partial, partial_ps = DATA / "search_grid.partial.json", DATA / "search_grid_per_sample.partial.json"
+    done = GridCache.load(partial, partial_ps) if partial.exists() else None
+    t0 = time.perf_counter()
+
+    def progress(cache: GridCache, total: int) -> None:
+        k = len(cache.specs)
+        if k % 16 == 0 or k == total:
+            cache.save(partial, partial_ps)
+            log(f"{k}/{total} points, {time.perf_counter() - t0:.0f} s")
+
+    cache = replay_evaluate(cfg, device="cpu", done=done, on_point=progress)
+    cache.save(CACHE, PER_SAMPLE)
+    partial.unlink(missing_ok=True)
+    partial_ps.unlink(missing_ok=True)
+    return cache
+
+
+def load_or_evaluate(cfg, *, log=print) -> GridCache:
+    """The cached grid when its key matches this config and grid; evaluated (again) otherwise."""
+    from xaiopt.objective.benchmark import get_benchmark
+
+    layers = get_benchmark(cfg, torch.device("cpu"), "search").layers
+    key = grid_key(cfg, layers)
+    if CACHE.exists():
+        cache = GridCache.load(CACHE, PER_SAMPLE)
+        if cache.key == key:
+            return cache
+        log(f"{CACHE.name} was evaluated for another grid or config: evaluating again")
+    return evaluate_grid(cfg, log=log)
+
+
+STUDIES = {
+    "six metrics": None,
+    "two metrics": ["region_perturbation", "relevance_rank_accuracy"],
+    "three metrics": ["region_perturbation", "relevance_rank_accuracy", "avg_sensitivity"],
+}
+SAMPLERS = ["tpe", "nsga2", "nsga3", "gp", "random", "qmc"]
+SHARES = [0.05, 0.10, 0.20, 0.40]
+
+
+def replay_run(cache: GridCache, sampler: str, params: dict, seed: int, metrics, budgets: list[int]) -> dict:
+    """One sampler run of max(budgets) trials on the replayed grid; the share of the grid's hypervolume
+    and the distinct settings (model passes) after each budget."""
+    from xaiopt.analysis.hypervolume import hypervolume_fraction
+    from xaiopt.analysis.replay import GridReplay
+    from xaiopt.config import SamplerConfig
+    from xaiopt.study.samplers import make_sampler
+
+    replay = GridReplay(cache, metrics=metrics)
+    study = optuna.create_study(directions=replay.directions,
+                                sampler=make_sampler(SamplerConfig(name=sampler, params=params), replay.space,
+                                                     seed=seed))
+    t = time.perf_counter()
+    study.optimize(replay, n_trials=max(budgets))
+    seconds = time.perf_counter() - t
+    grid = replay.values
+    out = {"hv": [], "distinct": [], "sampler_seconds": round(seconds, 2)}
+    for b in budgets:
+        seen = sorted(set(replay.asked[:b]))
+        out["hv"].append(hypervolume_fraction(grid[seen], grid, directions=replay.directions))
+        out["distinct"].append(len(seen))
+    return out
+
+
+def replay_all(cache: GridCache, *, samplers, params: dict, seeds: int, studies, shares=SHARES, log=print) -> dict:
+    n = len(cache.specs)
+    budgets = [max(1, round(s * n)) for s in shares]
+    results = {"grid_points": n, "budgets": budgets, "shares": list(shares), "seeds": seeds, "params": params,
+               "runs": {}}
+    for study in studies:
+        for sampler in samplers:
+            runs = []
+            for seed in range(seeds):
+                runs.append(replay_run(cache, sampler, params, seed, STUDIES[study], budgets))
+                log(f"{study:14s} {sampler:7s} seed {seed}: hv {[round(h, 3) for h in runs[-1]['hv']]} "
+                    f"distinct {runs[-1]['distinct']} ({runs[-1]['sampler_seconds']} s)")
+            results["runs"].setdefault(study, {})[sampler] = runs
+    return results
+
+
+def _stats(values) -> tuple[float, float, float]:
+    import numpy as np
+
+    a = np.asarray(values, dtype=np.float64)
+    return float(np.median(a)), float(a.min()), float(a.max())
+
+
+def table(results: dict, *, label: str | None = None) -> str:
+    """Markdown: per study, the hypervolume share (median, min-max over seeds) per sampler and budget."""
+    budgets, shares = results["budgets"], results["shares"]
+    lines = []
+    for study, by_sampler in results["runs"].items():
+        lines += [f"**{study}** ({label or 'samplers as make_sampler builds them'}; % of the grid's hypervolume, "
+                  f"median [min-max] over {results['seeds']} seeds; distinct settings evaluated in brackets)", "",
+                  "| sampler | " + " | ".join(f"{b} trials ({s:.0%})" for b, s in zip(budgets, shares)) + " |",
+                  "|---|" + "---|" * len(budgets)]
+        for sampler, runs in by_sampler.items():
+            cells = []
+            for k in range(len(budgets)):
+                med, lo, hi = _stats([100 * r["hv"][k] for r in runs])
+                distinct, _, _ = _stats([r["distinct"][k] for r in runs])
+                cells.append(f"{med:.1f} [{lo:.1f}-{hi:.1f}] ({distinct:.0f})")
+            lines.append(f"| {sampler} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def figure(results: dict):
+    """Plotly: the median share of the grid's hypervolume against trials, min-max band, a panel per study."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    studies = list(results["runs"])
+    fig = make_subplots(rows=1, cols=len(studies), subplot_titles=studies, shared_yaxes=True)
+    budgets = results["budgets"]
+    for c, study in enumerate(studies, start=1):
+        for k, (sampler, runs) in enumerate(results["runs"][study].items()):
+            color = qualitative.Plotly[k % len(qualitative.Plotly)]
+            st = [_stats([100 * r["hv"][j] for r in runs]) for j in range(len(budgets))]
+            fig.add_trace(go.Scatter(x=budgets + budgets[::-1], y=[s[2] for s in st] + [s[1] for s in st][::-1],
+                                     fill="toself", line={"width": 0}, fillcolor=color, opacity=0.15,
+                                     hoverinfo="skip", showlegend=False, legendgroup=sampler), row=1, col=c)
+            fig.add_trace(go.Scatter(x=budgets, y=[s[0] for s in st], mode="lines+markers", name=sampler,
+                                     line={"color": color}, legendgroup=sampler, showlegend=c == 1), row=1, col=c)
+        fig.add_hline(y=95, line={"dash": "dot", "color": "grey"}, row=1, col=c)
+        fig.update_xaxes(title_text="trials", type="log", tickvals=budgets, row=1, col=c)
+    fig.update_yaxes(title_text="% of the exhaustive grid's hypervolume", row=1, col=1)
+    fig.update_layout(width=1300, height=480, template="plotly_white",
+                      title=f"Samplers on the replayed {results['grid_points']}-point quickstart grid "
+                            f"(median and min-max over {results['seeds']} seeds)")
+    return fig
+
+
+def render(results: dict, stem: Path) -> None:
+    """``stem``.md (the table), ``stem``.html (the figure, plotly.js from its CDN) and ``stem``.png."""
+    import tempfile
+
+    from playwright.sync_api import sync_playwright
+
+    fig = figure(results)
+    stem.with_suffix(".md").write_text(table(results) + "\n")
+    fig.write_html(stem.with_suffix(".html"), include_plotlyjs="cdn")
+    with tempfile.TemporaryDirectory() as tmp:
+        page_path = Path(tmp) / "fig.html"
+        fig.write_html(page_path, include_plotlyjs=True)
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
+                                        args=["--no-sandbox", "--disable-gpu"])
+            try:
+                page = browser.new_page(viewport={"width": 1300, "height": 480})
+                page.goto(page_path.as_uri())
+                page.wait_for_selector(".main-svg")
+                page.screenshot(path=str(stem.with_suffix(".png")), full_page=True)
+            finally:
+                browser.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--evaluate-only", action="store_true")
+    parser.add_argument("--samplers", nargs="*", default=SAMPLERS)
+    parser.add_argument("--sampler-params", type=json.loads, default={},
+                        help="JSON keyword arguments for every sampler named (on top of make_sampler's)")
+    parser.add_argument("--studies", nargs="*", default=list(STUDIES), choices=list(STUDIES))
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--shares", type=float, nargs="*", default=SHARES, help="trial budgets as shares of the grid")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "search_efficiency.json")
+    parser.add_argument("--render", action="store_true", help="also write the table and the figure beside --out")
+    parser.add_argument("--render-only", action="store_true", help="table and figure from an existing --out")
+    args = parser.parse_args()
+    if args.render_only:
+        render(json.loads(args.out.read_text()), args.out.with_suffix(""))
+        return
+    torch.set_num_threads(1)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    cfg = grid_study_config()
+    cache = load_or_evaluate(cfg)
+    print(f"grid: {len(cache.specs)} points, {sum(cache.seconds):.0f} s of evaluation")
+    if args.evaluate_only:
+        return
+    import warnings
+    warnings.simplefilter("ignore")
+    results = replay_all(cache, samplers=args.samplers, params=args.sampler_params, seeds=args.seeds,
+                         studies=args.studies, shares=args.shares)
+    results["command"] = " ".join(sys.argv[1:])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    tmp.replace(args.out)
+    print(f"wrote {args.out}")
+    if args.render:
+        render(results, args.out.with_suffix(""))
+    print(table(results))
+
+
+if __name__ == "__main__":
+    main()
