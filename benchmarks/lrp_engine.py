@@ -77,9 +77,9 @@ def measure(name: str, model, x: torch.Tensor, rounds: int) -> dict[str, float]:
     for r in range(rounds):
         spec = _spec(layers, 0.1 + 0.1 * r)
         times["gradient"].append(_timed(lambda: _gradient(model, x, targets)))
-        times["zennit"].append(_timed(lambda: zennit(spec)))
-        times["engine"].append(_timed(lambda: engine(spec, False)))
-        times["engine+cache"].append(_timed(lambda: engine(spec, True)))
+        times["zennit"].append(_timed(lambda s=spec: zennit(s)))
+        times["engine"].append(_timed(lambda s=spec: engine(s, False)))
+        times["engine+cache"].append(_timed(lambda s=spec: engine(s, True)))
     medians = {k: statistics.median(v) for k, v in times.items()}
     unit = medians["gradient"]
     print(f"\n{name}: {tuple(x.shape)}, {rounds} rounds, hit rate {100 * cache.stats.hit_rate:.0f}%, "

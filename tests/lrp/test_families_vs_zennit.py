@@ -15,7 +15,12 @@ from xaiopt.canonize import canonize
 from xaiopt.space import ExplainerSpec, GroupRule, resolve_groups
 from xaiopt.zoo.benchmark_models import build_benchmark_model
 
-from .conftest import assert_engine_equals_zennit, bounds, randomize_batch_norms, spec_for
+from .conftest import (
+    assert_engine_equals_zennit,
+    bounds,
+    randomize_batch_norms,
+    spec_for,
+)
 
 
 def _vgg11_bn():

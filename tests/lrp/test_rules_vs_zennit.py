@@ -9,7 +9,12 @@ from xaiopt.canonize import canonize
 from xaiopt.space import ExplainerSpec, GroupRule, LayerGroups, resolve_groups
 from xaiopt.zoo.benchmark_models import build_benchmark_model
 
-from .conftest import assert_engine_equals_zennit, bounds, randomize_batch_norms, spec_for
+from .conftest import (
+    assert_engine_equals_zennit,
+    bounds,
+    randomize_batch_norms,
+    spec_for,
+)
 
 GROUP_RULES = [("epsilon", 0.25), ("epsilon", 1e-6), ("gamma", 0.25), ("gamma", 0.0), ("gamma", 1.0),
                ("alpha2beta1", None), ("alpha1beta0", None), ("zplus", None), ("flat", None), ("wsquare", None)]

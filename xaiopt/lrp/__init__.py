@@ -9,12 +9,27 @@ Public API::
 See docs/lrp.md for the design, every rule's formula and the forward cache.
 """
 
-from xaiopt.lrp.cache import CacheStats, ForwardCache, input_fingerprint, model_fingerprint, shared_cache
+from xaiopt.lrp.cache import (
+    CacheStats,
+    ForwardCache,
+    input_fingerprint,
+    model_fingerprint,
+    shared_cache,
+)
 from xaiopt.lrp.engine import LrpExplainer, record, relevance_of
 from xaiopt.lrp.mapping import rule_table
 from xaiopt.lrp.rules import RULES, LrpRule
 
 __all__ = [
-    "CacheStats", "ForwardCache", "LrpExplainer", "LrpRule", "RULES", "input_fingerprint", "model_fingerprint",
-    "record", "relevance_of", "rule_table", "shared_cache",
+    "RULES",
+    "CacheStats",
+    "ForwardCache",
+    "LrpExplainer",
+    "LrpRule",
+    "input_fingerprint",
+    "model_fingerprint",
+    "record",
+    "relevance_of",
+    "rule_table",
+    "shared_cache",
 ]

@@ -15,7 +15,12 @@ import weakref
 import torch
 from torch import Tensor, nn
 
-from xaiopt.lrp.cache import ForwardCache, Recorded, input_fingerprint, model_fingerprint
+from xaiopt.lrp.cache import (
+    ForwardCache,
+    Recorded,
+    input_fingerprint,
+    model_fingerprint,
+)
 from xaiopt.lrp.mapping import rule_table
 from xaiopt.lrp.recorder import Recorder, RuleBoard, hooked_modules
 from xaiopt.space import ExplainerSpec, LayerGroups

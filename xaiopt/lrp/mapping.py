@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from zennit.layer import Sum
 from zennit.types import Activation, AvgPool, BatchNorm
 
-from xaiopt.lrp.rules import RULES, LrpRule, Norm, Pass, Epsilon
+from xaiopt.lrp.rules import RULES, Epsilon, LrpRule, Norm, Pass
 from xaiopt.space import ExplainerSpec, LayerGroups, get_rule
 from xaiopt.space.groups import is_weighted
 from xaiopt.space.spec import UNGROUPED_EPSILON

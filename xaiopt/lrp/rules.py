@@ -14,14 +14,21 @@ The rule-independent quantities that repeat across trials (``lin(x, W+)``, the n
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 from zennit.core import expand
 from zennit.layer import Sum
 
-from xaiopt.lrp.affine import direct_conv, forward_with, linear_part, linear_part_t, linear_part_t_pair, offset
+from xaiopt.lrp.affine import (
+    direct_conv,
+    forward_with,
+    linear_part,
+    linear_part_t,
+    linear_part_t_pair,
+    offset,
+)
 from xaiopt.lrp.site import Site
 
 STABILIZER = 1e-6
@@ -96,10 +103,8 @@ class Gamma(LrpRule):
         self.gamma = float(gamma)
 
     def relevance(self, site, grad):
-        x, module, g = site.input(), site.module, self.gamma
-        w, b = module.weight, _bias(module)
+        w, g = site.module.weight, self.gamma
         wa, wb = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
-        y = site.output()
         if g >= 0 and site.nonnegative():
             return self._nonnegative(site, grad, wa, wb)
         return self._mixed(site, grad, wa, wb)

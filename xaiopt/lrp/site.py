@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +15,7 @@ class Site:
     quantities then survive to the next trial) and ``None`` otherwise (computed, used, dropped).
     """
 
-    __slots__ = ("name", "module", "x", "x_shape", "x_version", "y", "y_version", "derived", "_nonneg")
+    __slots__ = ("_nonneg", "derived", "module", "name", "x", "x_shape", "x_version", "y", "y_version")
 
     def __init__(self, name: str, module: nn.Module, x: Tensor | None, y: Tensor | None) -> None:
         self.name = name
