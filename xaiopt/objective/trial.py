@@ -20,6 +20,7 @@ from xaiopt.errors import TrialFailed
 from xaiopt.metrics import MetricContext, get_metric
 from xaiopt.metrics.batching import images_per_pass
 from xaiopt.metrics.packing import pack_scores
+from xaiopt.objective.artifacts import upload_png
 from xaiopt.objective.attrs import (
     DUPLICATE_OF,
     EXPLAINER,
@@ -40,6 +41,9 @@ from xaiopt.objective.heatmaps import save_heatmap_grid, target_labels
 from xaiopt.space import ExplainerSpec, SearchSpace
 
 log = logging.getLogger(__name__)
+
+# trial user attr: why a completed trial has no heatmap artifact (a disk fault, never a lost trial)
+HEATMAP_ERROR = "heatmap_error"
 
 # trial system attr holding every metric's per-sample scores (xaiopt.metrics.packing); a system
 # attr rather than a user attr: it lives in the same database row set (readable by any process
@@ -92,6 +96,7 @@ class Objective:
         self.bench: Benchmark = get_benchmark(cfg, device, subset)
         self.space = SearchSpace(cfg.space, self.bench.layers, grid=cfg.sampler.name == "grid")
         self.artifact_store = artifact_store
+        self._artifact_warned = False
 
     def evaluate(self, spec: ExplainerSpec) -> tuple[dict[str, float], dict[str, float], torch.Tensor]:
         """Metric vector and timings of one explainer; raises :class:`TrialFailed` on NaN/inf."""
@@ -156,7 +161,7 @@ class Objective:
             trial.set_user_attr(DUPLICATE_OF, earlier.number)
             trial.set_user_attr(SECONDS, round(time.perf_counter() - t0, 4))
             if heatmap_artifact(earlier) is not None:
-                self._copy_heatmaps(trial, earlier)
+                self._artifact_safely(trial, self._copy_heatmaps, trial, earlier)
             # copied, not pointed to: every complete trial carries the samples behind its values
             if PER_SAMPLE_ATTR in earlier.system_attrs:
                 _set_system_attr(trial, PER_SAMPLE_ATTR, earlier.system_attrs[PER_SAMPLE_ATTR])
@@ -174,7 +179,7 @@ class Objective:
         trial.set_user_attr(SECONDS, round(seconds["total"], 4))
         trial.set_user_attr("device", str(self.device))
         if self.artifact_store is not None and self.cfg.runtime.heatmaps > 0:
-            self._upload_heatmaps(trial, attributions[: self.cfg.runtime.heatmaps])
+            self._artifact_safely(trial, self._upload_heatmaps, trial, attributions[: self.cfg.runtime.heatmaps])
         out = tuple(values[name] for name, _, _ in self.plan)
         assert all(math.isfinite(v) for v in out)
         return out
@@ -196,6 +201,19 @@ class Objective:
         return target_labels(bench.y[:k].tolist(), class_names=names, kind=bench.target,
                              predicted=bench.logits[:k].argmax(1).tolist())
 
+    def _artifact_safely(self, trial: optuna.Trial, write: Any, *args: Any) -> None:
+        """A heatmap the disk cannot take (full, read-only, removed) fails the heatmap, not the trial:
+        the trial keeps its values and says why it has no artifact; the worker warns once."""
+        try:
+            write(*args)
+        except OSError as err:
+            reason = f"{type(err).__name__}: {err.strerror or err}" + (f" ({err.filename})" if err.filename else "")
+            trial.set_user_attr(HEATMAP_ERROR, f"no heatmap artifact: {reason}"[:200])
+            if not self._artifact_warned:
+                self._artifact_warned = True
+                log.warning("heatmap artifacts cannot be written (%s); trials go on without them (said once per "
+                            "worker; each such trial records why in its user attr %r)", reason, HEATMAP_ERROR)
+
     def _upload_heatmaps(self, trial: optuna.Trial, attributions: torch.Tensor) -> None:
         name = baseline(trial)
         title = f"trial {trial.number}" + (f" [baseline {name}]" if name else "") + f": {explainer_text(trial)}"
@@ -204,9 +222,7 @@ class Objective:
             path = save_heatmap_grid(attributions, Path(tmp) / f"heatmaps-trial{trial.number}.png",
                                      images=self.bench.x[:k], low=self.bench.low, high=self.bench.high,
                                      title=title, labels=self.heatmap_captions(k))
-            artifact_id = optuna.artifacts.upload_artifact(
-                artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial, mimetype="image/png"
-            )
+            artifact_id = upload_png(self.artifact_store, trial, path)
         _set_system_attr(trial, HEATMAP_ATTR, artifact_id)
 
     def _copy_heatmaps(self, trial: optuna.Trial, earlier: FrozenTrial) -> None:
@@ -224,9 +240,7 @@ class Objective:
                             shutil.copyfileobj(reader, out)
                     finally:
                         reader.close()
-                    original = optuna.artifacts.upload_artifact(
-                        artifact_store=self.artifact_store, file_path=str(path), study_or_trial=trial,
-                        mimetype="image/png")
+                    original = upload_png(self.artifact_store, trial, path)
             except ArtifactNotFound:
                 log.warning("trial %d repeats trial %d, whose heatmap artifact %s is not in this worker's store",
                             trial.number, earlier.number, original)
