@@ -2,6 +2,7 @@
 the very same model (weights), twin, input content, dtype and device, within the memory budget."""
 
 import copy
+import gc
 import logging
 
 import pytest
@@ -120,11 +121,34 @@ def test_budget_bounds_the_cache(setup, caplog):
     assert any("hit rate" in r.getMessage() for r in caplog.records)
     assert any("exceeds the budget" in r.getMessage() for r in caplog.records)
 
-    # room for about one chunk: the least recently used is evicted, the budget holds
+    # room for about one chunk: a full cache keeps what it has (a study cycles through its inputs);
+    # an entry whose model is gone, or that went unused for idle_lookups lookups, makes room
     one = ForwardCache(budget_mb=256)
     _explain(model, layers, x[:2], spec, one)
     size = one.used_bytes()
-    small = ForwardCache(budget_mb=1.5 * size / 2**20)
+    small = ForwardCache(budget_mb=1.5 * size / 2**20, idle_lookups=3)
     _explain(model, layers, x[:2], spec, small)
-    _explain(model, layers, x[1:], spec, small)  # another input: evicts the first
-    assert len(small) == 1 and small.stats.evictions == 1 and small.used_bytes() <= small.budget_bytes
+    _explain(model, layers, x[1:], spec, small)  # another input: not kept, the first stays
+    assert len(small) == 1 and small.stats.full == 1 and small.stats.evictions == 0
+    assert _misses_after(small, lambda: _explain(model, layers, x[:2], spec, small)) == 0
+    for _ in range(4):  # the kept input goes unused for more than idle_lookups lookups
+        _explain(model, layers, x[1:], spec, small)
+    assert small.stats.evictions == 1 and len(small) == 1
+    assert _misses_after(small, lambda: _explain(model, layers, x[1:], spec, small)) == 0
+    assert small.used_bytes() <= small.budget_bytes
+
+
+def test_entry_of_a_dropped_model_makes_room(setup):
+    model, layers, x = setup
+    spec = spec_for(layers, "gamma", 0.25, "zbox")
+    probe = ForwardCache(budget_mb=256)
+    _explain(model, layers, x[:2], spec, probe)
+    cache = ForwardCache(budget_mb=1.5 * probe.used_bytes() / 2**20)
+    temporary = copy.deepcopy(model)
+    _explain(temporary, layers, x[:2], spec, cache)
+    assert len(cache) == 1
+    del temporary
+    gc.collect()
+    _explain(model, layers, x[:2], spec, cache)
+    assert len(cache) == 1 and cache.stats.evictions == 1
+    assert _misses_after(cache, lambda: _explain(model, layers, x[:2], spec, cache)) == 0

@@ -11,10 +11,13 @@ The key makes reuse for anything else impossible:
 * the hooked module set (the canonized twin is another model object anyway);
 * the input: shape, dtype, device and a BLAKE2b digest of its bytes.
 
-Entries are evicted least-recently-used to stay within ``budget_mb`` (the bytes of the input and
-output of every hooked call, every tensor autograd saved in the forward, and the derived
-quantities); an entry larger than the whole budget is not kept, so the explanation is recomputed
-rather than run out of memory.
+The cache holds at most ``budget_mb`` (the bytes of the input and output of every hooked call,
+every tensor autograd saved in the forward, and the derived quantities). A study cycles through
+the same inputs every trial, and least-recently-used eviction would then evict each entry just
+before its next use once the cycle outgrows the budget; so a full cache keeps what it has and a new
+forward is simply not kept (recomputed next time), except that entries whose model no longer
+exists, or that went unused for ``idle_lookups`` lookups, make room. Nothing past the budget is
+ever kept, so the cache cannot run the process out of memory.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ class CacheStats:
     misses: int = 0
     evictions: int = 0
     too_large: int = 0
+    full: int = 0
 
     @property
     def hit_rate(self) -> float:
@@ -83,13 +87,16 @@ class CacheStats:
 
 @dataclass
 class ForwardCache:
-    """LRU store of :class:`Recorded` forwards within ``budget_mb`` megabytes (0: keep nothing)."""
+    """Store of :class:`Recorded` forwards within ``budget_mb`` megabytes (0: keep nothing)."""
 
     budget_mb: float = 1024.0
+    idle_lookups: int = 2000
     stats: CacheStats = field(default_factory=CacheStats)
 
     def __post_init__(self) -> None:
         self._entries: OrderedDict[tuple, Recorded] = OrderedDict()
+        self._last_use: dict[tuple, int] = {}
+        self._clock = 0
 
     @property
     def budget_bytes(self) -> int:
@@ -102,14 +109,15 @@ class ForwardCache:
         return len(self._entries)
 
     def lookup(self, key: tuple, model: nn.Module) -> Recorded | None:
+        self._clock += 1
         entry = self._entries.get(key)
         if entry is not None and (entry.model_ref is None or entry.model_ref() is not model):
-            del self._entries[key]
+            self._drop(key)
             entry = None
         if entry is None:
             self.stats.misses += 1
         else:
-            self._entries.move_to_end(key)
+            self._last_use[key] = self._clock
             self.stats.hits += 1
         logger.debug("LRP forward cache %s: %d hits, %d misses (hit rate %.0f%%), %d entries, %.1f MB",
                      "hit" if entry else "miss", self.stats.hits, self.stats.misses, 100 * self.stats.hit_rate,
@@ -131,22 +139,36 @@ class ForwardCache:
         if size > self.budget_bytes:
             self.stats.too_large += 1
             return False
-        self._entries.pop(key, None)
-        while self._entries and self.used_bytes() + size > self.budget_bytes:
-            self._entries.popitem(last=False)
-            self.stats.evictions += 1
+        self._drop(key)
+        if self.used_bytes() + size > self.budget_bytes:
+            for old in [k for k, e in self._entries.items()
+                        if e.model_ref() is None or self._clock - self._last_use[k] > self.idle_lookups]:
+                self._drop(old)
+                self.stats.evictions += 1
+        if self.used_bytes() + size > self.budget_bytes:
+            self.stats.full += 1
+            logger.debug("LRP forward cache full (%.1f of %.1f MB): a forward of %.1f MB is not kept",
+                         self.used_bytes() / 2**20, self.budget_mb, size / 2**20)
+            return False
         self._entries[key] = entry
+        self._last_use[key] = self._clock
         entry.kept = True
         return True
 
+    def _drop(self, key: tuple) -> None:
+        self._entries.pop(key, None)
+        self._last_use.pop(key, None)
+
     def resize(self, budget_mb: float) -> None:
+        """A new budget; a smaller one drops the most recently stored entries first."""
         self.budget_mb = float(budget_mb)
         while self._entries and self.used_bytes() > self.budget_bytes:
-            self._entries.popitem(last=False)
+            self._drop(next(reversed(self._entries)))
             self.stats.evictions += 1
 
     def clear(self) -> None:
         self._entries.clear()
+        self._last_use.clear()
 
 
 _SHARED = ForwardCache()
