@@ -62,7 +62,7 @@ def test_replay_returns_what_a_real_study_computes(cache, tmp_path):
         assert t.values == cache.values[t.user_attrs["grid_point"]]
         spec = replay.space.suggest(optuna.trial.FixedTrial(t.params))
         assert spec.to_dict() == cache.specs[t.user_attrs["grid_point"]].to_dict()
-    assert replay.evaluated == len(set(t.user_attrs["grid_point"] for t in study.trials))
+    assert replay.evaluated == len({t.user_attrs["grid_point"] for t in study.trials})
 
 
 def test_metric_subset(cache):
@@ -138,7 +138,7 @@ def test_hypervolume_fraction_matches_optuna():
     part = grid[rng.choice(60, size=15, replace=False)]
     sign = np.array([-1.0, 1.0, -1.0, 1.0])
     low, high = (grid * sign).min(0), (grid * sign).max(0)
-    norm = lambda a: (a * sign - low) / (high - low)  # noqa: E731
+    norm = lambda a: (a * sign - low) / (high - low)
     ref = np.full(4, 1.1)
     expected = compute_hypervolume(norm(part), ref) / compute_hypervolume(norm(grid), ref)
     assert hypervolume_fraction(part, grid, directions=directions) == pytest.approx(expected, rel=1e-12)

@@ -29,9 +29,10 @@ import json
 import os
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import optuna
@@ -149,7 +150,7 @@ class GridCache:
             _write_json(Path(per_sample_path), {"format": FORMAT, "key": self.key, "per_sample": rounded})
 
     @classmethod
-    def load(cls, path: str | Path, per_sample_path: str | Path | None = None) -> "GridCache":
+    def load(cls, path: str | Path, per_sample_path: str | Path | None = None) -> GridCache:
         try:
             d = json.loads(Path(path).read_text())
         except FileNotFoundError:
