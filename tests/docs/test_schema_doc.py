@@ -46,7 +46,7 @@ def test_every_field_of_the_models_has_a_row_with_its_default():
     rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([^`]+)` \|.*$", DOC.read_text(), re.MULTILINE)}
     assert sorted(rows) == sorted(_all_paths(StudyConfig))
     defaults = StudyConfig()
-    assert '`"nsga2"`' in rows["sampler.name"] and defaults.sampler.name == "nsga2"
+    assert '`"tpe"`' in rows["sampler.name"] and defaults.sampler.name == "tpe"
     assert f"`{defaults.data.n_samples}`" in rows["data.n_samples"]
     assert f"`{defaults.runtime.batch_budget}`" in rows["runtime.batch_budget"]
     assert "| required |" in rows["metrics.name"]

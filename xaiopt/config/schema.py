@@ -369,7 +369,7 @@ class MetricConfig(_Strict):
 class SamplerConfig(_Strict):
     """The Optuna sampler and its keyword arguments."""
 
-    name: str = "nsga2"
+    name: str = "tpe"
     params: dict[str, Any] = {}
 
     @model_validator(mode="before")

@@ -36,7 +36,9 @@ def register_sampler(name: str, cls: type):
 
 @register_sampler("tpe", TPESampler)
 def _tpe(params: dict[str, Any], seed: int | None, space: SearchSpace) -> BaseSampler:
-    # multivariate + group model the conditional per-group parameters jointly
+    # the default sampler (docs/search.md: ahead of nsga2/nsga3/random/qmc on a replayed 512-point
+    # grid, six metrics); multivariate + group model the conditional per-group parameters jointly,
+    # which measured 2-4 points of hypervolume better than independent TPE there
     opts = {"multivariate": True, "group": True, "n_startup_trials": 8, **params}
     return TPESampler(seed=seed, **opts)
 
