@@ -21,3 +21,11 @@ def xaiopt_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ.pop(CACHE_ENV_VAR, None)
     else:
         os.environ[CACHE_ENV_VAR] = old
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """The property-based tests' case counts, so a CI log shows how much was fuzzed."""
+    from fuzz_counts import COUNTS
+
+    for name, n in sorted(COUNTS.items()):
+        terminalreporter.write_line(f"fuzzed: {n} cases of {name}")

@@ -13,9 +13,15 @@ from xaiopt.errors import ConfigError, XaioptError
 EXIT_USER_ERROR = 2
 
 
+def one_line(text: str) -> str:
+    """``text`` with every line break and control character shown escaped (a user's file name or study
+    name may hold them): an error is always exactly one line."""
+    return "".join(ch if ch.isprintable() or ch == " " else ascii(ch)[1:-1] for ch in text)
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # one line, not usage + message
-        self.exit(EXIT_USER_ERROR, f"xaiopt: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(EXIT_USER_ERROR, f"xaiopt: error: {one_line(message)} (see `{self.prog} --help`)\n")
 
 
 def _threads(p: argparse.ArgumentParser) -> None:
@@ -460,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "dashboard":
             return _cmd_dashboard(args)
     except XaioptError as err:
-        print(f"xaiopt: error: {_scrub(str(err), args)}", file=sys.stderr)
+        print(f"xaiopt: error: {one_line(_scrub(str(err), args))}", file=sys.stderr)
         # a user's mistake is 2; an outage outlasting the retry time says so with its own code
         return getattr(err, "exit_code", EXIT_USER_ERROR)
     except KeyboardInterrupt:

@@ -124,3 +124,29 @@ def test_gallery_attributions_are_the_trials(small):
     assert torch.equal(got.targets, bench.y[:3].cpu())
     assert got.target_names == tuple(bench.class_names[int(c)] for c in bench.y[:3])
     assert got.masks is not None and got.masks.shape == (3, 1, *full.shape[2:])
+
+
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
+def test_user_strings_render_as_text_never_as_markup(url, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    rows = [dict(values=[0.2, 0.5], baseline=f"{XSS}:canonized"), dict(values=[0.8, 0.4]), dict(values=[0.5, 0.6])]
+    index = write_report(build(url, ["sparseness", "relevance_mass_accuracy"], rows, name=XSS), tmp_path / "xss",
+                         images=0, dashboard=False)
+    html_text = index.read_text()
+    assert XSS not in html_text  # escaped wherever the page or a figure shows it
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            got = _render(page, index)
+            injected = page.evaluate("document.querySelectorAll('img[src=\"x\"]').length")
+        finally:
+            browser.close()
+    assert dialogs == [] and injected == 0 and got["problems"] == []
+    assert f"study {XSS}" in got["text"]  # shown as the text it is

@@ -184,9 +184,16 @@ def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | No
     queue = _baseline_queue(cfg, facts[GROUPS_ATTR])
     directions = metric_directions(cfg)
     rdb = open_storage(url)
+    made = False
     try:
         _refuse_existing(rdb, name, url)
-        study = optuna.create_study(storage=rdb, study_name=name, directions=directions)
+        try:
+            study = optuna.create_study(storage=rdb, study_name=name, directions=directions)
+        except optuna.exceptions.DuplicatedStudyError:
+            # another `study create` of the same name won the race since the check above
+            raise StudyExistsError(f"study {name!r} already exists in {_where(url)} (created by another process "
+                                   f"just now; choose another --name)") from None
+        made = True
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([m.name for m in cfg.metrics])
@@ -199,10 +206,11 @@ def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | No
         for label, params in queue:
             study.enqueue_trial(params, user_attrs={BASELINE_ATTR: label})
     except BaseException:
+        # undo only what this call made: a study another process created is never touched
         if not existed and path is not None:
             rdb.engine.dispose()
             path.unlink(missing_ok=True)
-        elif name in optuna.get_all_study_names(rdb) and not _has_config(rdb, name):
+        elif made:
             optuna.delete_study(study_name=name, storage=rdb)
         raise
     return LoadedStudy(study=study, config=cfg, storage_url=url)
@@ -229,10 +237,6 @@ def _refuse_existing(rdb, name: str, url: str) -> None:
         raise StudyExistsError(
             f"study {name!r} already exists in {_where(url)} (choose another --name, or `xaiopt study delete {name}`)"
         )
-
-
-def _has_config(rdb, name: str) -> bool:
-    return CONFIG_ATTR in optuna.load_study(study_name=name, storage=rdb).user_attrs
 
 
 def load_study(name: str, *, storage: str | None = None, heartbeat: bool = False) -> LoadedStudy:

@@ -6,6 +6,7 @@ import errno
 import fcntl
 import os
 import socket
+import time
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Iterator
 import optuna
 from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
 from xaiopt.errors import StudyError
 
@@ -85,9 +86,18 @@ def open_storage(url: str | None, *, heartbeat_interval: int | None = None, must
     engine_kwargs = {"pool_pre_ping": True} if server else {}
 
     def build() -> RDBStorage:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        for attempt in range(5):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                    return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+            except IntegrityError:
+                # two processes creating Optuna's tables in a new database at once: one of them
+                # wins, and the other finds the tables there on its next try
+                if attempt == 4:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     try:
         if not server:
