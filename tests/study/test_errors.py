@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import optuna
 import pytest
 
@@ -67,3 +69,16 @@ def test_unknown_baseline(tmp_path, capsys):
     line = _fails(capsys, "study", "create", str(cfg), "--storage", f"sqlite:///{tmp_path / 'u.db'}",
                   "--baseline", "lrp_magic")
     assert "unknown baseline 'lrp_magic'" in line and "epsilon_gamma_box" in line
+
+
+@pytest.mark.postgres
+def test_a_password_in_the_config_is_not_stored_in_the_study(tmp_path, pg_url, capsys):
+    cfg = small_config(tmp_path, name="secret", storage=pg_url, runtime={"heatmaps": 0})
+    assert main(["study", "create", str(cfg)]) == 0
+    out, err = capsys.readouterr()
+    assert PASSWORD not in out + err
+    study = optuna.load_study(study_name="secret", storage=pg_url)
+    assert PASSWORD not in json.dumps(study.user_attrs) and "***" in study.user_attrs["xaiopt:config"]["storage"]
+    # the stored config still says which database, without the secret, and the study still loads
+    assert main(["study", "recommend", "secret", "--storage", pg_url]) == 2  # no trials yet: one line
+    assert PASSWORD not in capsys.readouterr().err

@@ -22,7 +22,7 @@ from xaiopt.objective import get_benchmark, metric_directions, metric_plan
 from xaiopt.space import SearchSpace
 from xaiopt.study.baselines import BASELINE_ATTR, baseline_trials
 from xaiopt.study.samplers import check_sampler_params, make_sampler
-from xaiopt.study.storage import default_storage_url, is_sqlite, open_storage, sqlite_path
+from xaiopt.study.storage import _redact, default_storage_url, is_sqlite, open_storage, sqlite_path
 
 CONFIG_ATTR = "xaiopt:config"
 VERSION_ATTR = "xaiopt:version"
@@ -197,7 +197,11 @@ def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | No
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([m.name for m in cfg.metrics])
-        study.set_user_attr(CONFIG_ATTR, config_to_dict(cfg))
+        stored = config_to_dict(cfg)
+        if stored.get("storage"):
+            # the study lives in that database already; its password is never written into it
+            stored["storage"] = _redact(stored["storage"])
+        study.set_user_attr(CONFIG_ATTR, stored)
         study.set_user_attr(VERSION_ATTR, __version__)
         for key, value in facts.items():
             study.set_user_attr(key, value)
