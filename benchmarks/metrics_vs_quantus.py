@@ -9,9 +9,10 @@ avg sensitivity with 10 draws, random logit, sparseness, relevance rank / mass a
 same explainer (a composite from xaiopt.space: zbox first layer, gamma on the conv groups,
 epsilon on the classifier) and the same inputs, timed side by side in one process:
 
-* xaiopt, as the worker runs it: the composite registered once, ``MetricContext`` with the
-  cached clean logits and the per-worker cache (warmed by one trial, as every trial after a
-  worker's first);
+* xaiopt, as the worker runs it: ``explainer_for`` with ``--engine`` (default ``xaiopt``, xaiopt's
+  LRP engine with ``--lrp-cache-mb`` of kept forwards; ``zennit``: the composite registered once),
+  ``MetricContext`` with the cached clean logits and the per-worker cache (warmed by one trial, as
+  every trial after a worker's first);
 * Quantus, as a user runs it: an ``explain_func`` that builds the same composite from zennit's
   stock rules (``Gamma``, not xaiopt's ``FastGamma``) and, for a canonized explainer, zennit's own
   canonizer (``VGGCanonizer`` / ``ResNetCanonizer``), on every call, as the paper's code does;
@@ -117,9 +118,11 @@ def vector(rp: dict) -> list[tuple[str, dict, str, dict]]:
     ]
 
 
-def xaiopt_trial(model, layers, spec, x, y, masks, low, high, logits, cache, budget, plan, seconds):
+def xaiopt_trial(model, layers, spec, x, y, masks, low, high, logits, cache, budget, plan, seconds,
+                 engine="xaiopt", lrp_cache_mb=0.0):
     """What ``Objective.evaluate`` does for one trial (minus the study bookkeeping)."""
-    with explainer_for(spec, model, layers, low=low, high=high, batch_budget=budget) as explain:
+    with explainer_for(spec, model, layers, low=low, high=high, batch_budget=budget, engine=engine,
+                       lrp_cache_mb=lrp_cache_mb) as explain:
         t = time.perf_counter()
         attributions = explain(x, y)
         seconds["attribution"] = seconds.get("attribution", 0.0) + time.perf_counter() - t
@@ -247,6 +250,10 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile one xaiopt trial")
     parser.add_argument("--rules", action="store_true", help="only time the fast LRP rules against zennit's")
     parser.add_argument("--plain", action="store_true", help="an uncanonized explainer (default: canonized)")
+    parser.add_argument("--engine", choices=["xaiopt", "zennit"], default="xaiopt",
+                        help="runtime.engine of the xaiopt side (docs/lrp.md)")
+    parser.add_argument("--lrp-cache-mb", type=float, default=1024.0,
+                        help="runtime.lrp_cache_mb of the xaiopt side (0: no kept forwards)")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -254,7 +261,8 @@ def main() -> None:
         rule_speedups(args.models, max(args.repeat, 3))
         return
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
-          f"load {os.getloadavg()[0]:.1f}, batch_budget {args.budget}")
+          f"load {os.getloadavg()[0]:.1f}, batch_budget {args.budget}, engine {args.engine}, "
+          f"lrp_cache_mb {args.lrp_cache_mb:g}")
     rows = []
     for name in args.models:
         n = args.n or (32 if name == "vgg" else 8)
@@ -276,7 +284,9 @@ def main() -> None:
         cache: dict = {}
         floor_cache: dict = {}
         floor_passes(model, x, y, rp, args.budget, {}, floor_cache)  # tunes its chunk size
-        xaiopt_trial(twin, twin_layers, spec, x, y, masks, low, high, logits, cache, args.budget, plan, {})  # warm-up
+        lrp = {"engine": args.engine, "lrp_cache_mb": args.lrp_cache_mb}
+        xaiopt_trial(twin, twin_layers, spec, x, y, masks, low, high, logits, cache, args.budget, plan, {},
+                     **lrp)  # warm-up (and, with the engine's cache, the one recording of each input)
         best = {"xaiopt": ({}, float("inf")), "quantus": ({}, float("inf")), "floor": ({}, float("inf"))}
         for rep in range(args.repeat):
             for side in ("xaiopt", "quantus", "floor"):
@@ -285,7 +295,7 @@ def main() -> None:
                 if side == "xaiopt":
                     with profiled(args.profile and rep == 0, f"xaiopt trial, {name}"):
                         xaiopt_trial(twin, twin_layers, spec, x, y, masks, low, high, logits, cache, args.budget,
-                                     plan, seconds)
+                                     plan, seconds, **lrp)
                 elif side == "quantus":
                     quantus_trial(model, layers, spec, x, y, masks, low, high, plan, seconds, canonizers)
                 else:
