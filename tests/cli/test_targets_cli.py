@@ -194,3 +194,21 @@ def test_user_mistakes_are_one_line_exit_2(tmp_path: Path, capsys, data: dict, f
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("xaiopt: error: ") and fragment in lines[0], lines
     assert not (tmp_path / "e.db").exists()
+
+
+def test_too_few_samples_to_tell_is_no_chance_warning():
+    # 2 samples: even 2 of 2 correct is within two standard errors of 1/2, so nothing can be said
+    import torch
+
+    from xaiopt.config import parse_config
+    from xaiopt.objective.benchmark import build_benchmark
+
+    bench = build_benchmark(parse_config({"data": {"n_samples": 2}, "space": {"canonize": [False]}}),
+                            torch.device("cpu"))
+    summary = bench.evaluation()
+    assert summary["samples"] == 2 and summary["label_accuracy"] == 1.0
+    assert summary["at_chance"] is False
+    # with 8 samples the same rule does warn for a model at chance (the test above), and not for this one
+    bench8 = build_benchmark(parse_config({"data": {"n_samples": 8}, "space": {"canonize": [False]}}),
+                             torch.device("cpu"))
+    assert bench8.evaluation()["at_chance"] is False and bench8.evaluation()["label_accuracy"] > 0.5
