@@ -116,7 +116,10 @@ class Objective:
         per_pass = images_per_pass(model, bench.x, budget=budget, images=len(bench.x), cache=bench.cache)
         seconds: dict[str, float] = {}
         per_sample: dict[str, torch.Tensor] = {}
-        with explainer_for(spec, model, layers, low=bench.low, high=bench.high, batch_budget=per_pass) as explain:
+        runtime = self.cfg.runtime
+        # the engine keeps the forwards of the study's fixed inputs (batch, noise draws) across trials
+        with explainer_for(spec, model, layers, low=bench.low, high=bench.high, batch_budget=per_pass,
+                           engine=runtime.engine, lrp_cache_mb=runtime.lrp_cache_mb) as explain:
             t = time.perf_counter()
             attributions = explain(bench.x, bench.y)
             seconds["attribution"] = time.perf_counter() - t
@@ -125,8 +128,9 @@ class Objective:
                 raise TrialFailed(f"attributions are NaN/inf for {bad} of {len(attributions)} samples")
 
             def explain_with(other: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+                # a randomized copy is new every time: nothing of its forward is ever reused
                 with explainer_for(spec, other, layers, low=bench.low, high=bench.high,
-                                   batch_budget=budget) as other_explain:
+                                   batch_budget=budget, engine=runtime.engine, lrp_cache_mb=0) as other_explain:
                     return other_explain(x, targets)
 
             ctx = MetricContext(
