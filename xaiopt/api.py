@@ -146,8 +146,9 @@ def register_objective(name: str, *, values: Mapping[str, str], category: str | 
     cats = {k: category for k in values} if isinstance(category, str) else dict(category)
     wrong = [k for k in values if cats.get(k) not in CATEGORIES]
     if wrong or set(cats) - set(values):
-        raise ConfigError(f"register_objective({name!r}): category of {(wrong or sorted(set(cats) - set(values)))[0]!r} "
-                          f"is missing or invalid (valid: {', '.join(CATEGORIES)}, one for all values or one per value)")
+        which = (wrong or sorted(set(cats) - set(values)))[0]
+        raise ConfigError(f"register_objective({name!r}): category of {which!r} is missing or invalid "
+                          f"(valid: {', '.join(CATEGORIES)}, one for all values or one per value)")
 
     def wrap(func: ObjectiveFn) -> CustomObjective:
         objective = CustomObjective(name=name, values=dict(values), categories=cats, func=func)
@@ -228,7 +229,8 @@ def study_config(*, name: str = "xaiopt-study", model: nn.Module | str | Mapping
     the YAML ``model`` section as a dict (``{"name": ..., "weights": "DEFAULT"}``).
     ``data``: a dataset name (``benchmark``, ``imagefolder:PATH``, ...), an
     :class:`~xaiopt.zoo.EvalData`, tensors ``(x, y)`` / ``(x, y, masks)`` (registered like the
-    model; ``n_samples`` defaults to all of them) or the YAML ``data`` section as a dict. ``space``: the YAML ``space`` section as a dict.
+    model; ``n_samples`` defaults to all of them) or the YAML ``data`` section as a dict. ``space``: the
+    YAML ``space`` section as a dict.
     ``metrics``: metric names, ``{"name": ..., "params": {...}}`` dicts or :class:`CustomObjective`
     objects (each contributes its values). ``sampler``: a name or ``{"name": ..., "params": ...}``.
     Any other top-level YAML field goes in ``config`` (``storage=``, ``data=...`` keys go in their

@@ -242,7 +242,8 @@ def hypervolume_fraction(points, universe, *, directions: Sequence[str], margin:
     keep = span > 0
     if not keep.any():
         return 1.0 if len(p) else 0.0
-    scale = lambda a: np.clip((a[:, keep] - low[keep]) / span[keep], 0.0, 1.0)
+    def scale(a: np.ndarray) -> np.ndarray:
+        return np.clip((a[:, keep] - low[keep]) / span[keep], 0.0, 1.0)
     ref = np.full(int(keep.sum()), 1.0 + margin)
     whole = _hv(_nondominated(scale(u)), ref)
     return _hv(_nondominated(scale(p)), ref) / whole if len(p) else 0.0

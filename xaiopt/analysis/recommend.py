@@ -230,8 +230,9 @@ def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: P
         if label is not None and label not in baselines:
             missing[label] = t.state.name.lower()
     samples = next((d.difference.samples for d in comparisons if d.difference is not None), None)
-    if samples is None and scores[cands[best].number] is not None:
-        samples = max(len(v) for v in scores[cands[best].number].values())
+    own = scores[cands[best].number]
+    if samples is None and own is not None:
+        samples = max(len(v) for v in own.values())
     notes = []
     if any(s is None for s in scores.values()):
         n = sum(s is None for s in scores.values())

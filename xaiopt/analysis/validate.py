@@ -221,7 +221,10 @@ def validate(loaded: LoadedStudy, *, top: int = 3, prefer: Prefer = None,
     search_samples = 0
     for n in numbers:
         t = _trial(loaded, n)
-        scores = {m: np.asarray(v, dtype=np.float64) for m, v in evaluate(spec_dict(t)).items()}
+        spec = spec_dict(t)
+        if spec is None:
+            raise StudyError(f"trial {n} of study {loaded.study.study_name!r} recorded no explainer to validate")
+        scores = {m: np.asarray(v, dtype=np.float64) for m, v in evaluate(spec).items()}
         missing = [m for m in metrics if m not in scores]
         if missing:
             raise StudyError(f"held-out evaluation of trial {n} returned no scores for {', '.join(missing)}")
@@ -252,13 +255,14 @@ def validate(loaded: LoadedStudy, *, top: int = 3, prefer: Prefer = None,
 
     def compare(other: ValidatedSetting) -> tuple[PairedDifference | None, PairedDifference | None]:
         a, b = per_sample_scores(_trial(loaded, best.number)), per_sample_scores(_trial(loaded, other.number))
-        kw = dict(resamples=resamples, confidence=confidence, seed=seed)
         on_search = None if a is None or b is None else paired_bootstrap(
             a, b, scorer, observed_a=np.array([best.search[m] for m in metrics]),
-            observed_b=np.array([other.search[m] for m in metrics]), **kw)
+            observed_b=np.array([other.search[m] for m in metrics]), resamples=resamples, confidence=confidence,
+            seed=seed)
         on_holdout = paired_bootstrap(
             held[best.number], held[other.number], scorer, observed_a=np.array([best.holdout[m] for m in metrics]),
-            observed_b=np.array([other.holdout[m] for m in metrics]), **kw)
+            observed_b=np.array([other.holdout[m] for m in metrics]), resamples=resamples, confidence=confidence,
+            seed=seed)
         return on_search, on_holdout
 
     baselines = [s for s in settings[1:] if any(r.startswith("baseline ") for r in s.roles)]
@@ -317,7 +321,8 @@ def validate(loaded: LoadedStudy, *, top: int = 3, prefer: Prefer = None,
     result = Validation(
         study=loaded.study.study_name, metrics=metrics, directions=directions, search_samples=search_samples,
         holdout_samples=holdout_n, recommended=best.number, settings=settings, optimism=optimism,
-        score_optimism=float(opt), shift=shift, comparisons=comparisons, rank_agreement=agreement, holds=holds, verdict=verdict,
+        score_optimism=float(opt), shift=shift, comparisons=comparisons, rank_agreement=agreement, holds=holds,
+        verdict=verdict,
         confidence=confidence, resamples=resamples, notes=notes,
     )
     if store:

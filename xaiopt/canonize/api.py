@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from .canonizer import GraphCanonizer
-from .changes import Changes
 from .census import census
+from .changes import Changes
 from .report import CanonizationReport
 from .verify import verify_equivalence
 

@@ -230,7 +230,8 @@ def passthrough_kind(root: nn.Module, node: fx.Node, source: fx.Node) -> str | N
         module = module_of(root, node)
         if len(node.args) != 1 or node.kwargs:
             return None
-        if isinstance(module, (nn.Identity,)) or (isinstance(module, nn.modules.dropout._DropoutNd) and not module.training):
+        dropout = isinstance(module, nn.modules.dropout._DropoutNd) and not module.training
+        if isinstance(module, (nn.Identity,)) or dropout:
             return "identity"
         if isinstance(module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)):
             return "pool"

@@ -6,7 +6,6 @@ Every preset is the same graph mechanism with a different set of rewrites switch
 
 from __future__ import annotations
 
-
 from xaiopt.errors import UnknownNameError
 
 from .canonizer import GraphCanonizer

@@ -46,7 +46,8 @@ def largest_activation_bytes(model: nn.Module, x: Tensor) -> int:
     """Bytes of the largest output of any leaf module for one image of ``x``'s shape."""
     sizes = [0]
     handles = [
-        m.register_forward_hook(lambda m, i, o: sizes.append(o.numel() * o.element_size() if isinstance(o, Tensor) else 0))
+        m.register_forward_hook(
+            lambda m, i, o: sizes.append(o.numel() * o.element_size() if isinstance(o, Tensor) else 0))
         for m in model.modules()
         if next(m.children(), None) is None
     ]

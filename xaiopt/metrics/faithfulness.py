@@ -9,7 +9,7 @@ from torch import Tensor
 
 from xaiopt.errors import ConfigError
 
-from .batching import class_scores, clean_scores, chunk_size, map_chunks
+from .batching import chunk_size, class_scores, clean_scores, map_chunks
 from .context import MetricContext
 from .noise import generator
 from .normalise import prepare
@@ -101,8 +101,10 @@ def region_perturbation_curve(
     direction_for=lambda p: "maximize" if p["order"] == "morf" else "minimize",
     passes=lambda p: f"N x min(regions, patches) = N x <= {p['regions']} forward passes",
     patch_size=Param(8, **_positive, doc="side of the square regions in pixels (Quantus default 8)"),
-    regions=Param(100, **_positive, doc="how many regions to occlude, at most all of them (Quantus regions_evaluation=100)"),
-    order=Param("morf", choices=("morf", "lerf"), doc="most relevant first (maximize) or least relevant first (minimize)"),
+    regions=Param(100, **_positive,
+                  doc="how many regions to occlude, at most all of them (Quantus regions_evaluation=100)"),
+    order=Param("morf", choices=("morf", "lerf"),
+                doc="most relevant first (maximize) or least relevant first (minimize)"),
     **_OCCLUSION_PARAMS,
 )
 def region_perturbation(ctx: MetricContext, **params) -> Tensor:

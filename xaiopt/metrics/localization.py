@@ -18,7 +18,8 @@ def _flat(ctx: MetricContext, abs: bool, normalise: bool) -> tuple[Tensor, Tenso
     assert ctx.masks is not None
     s = ctx.masks.reshape(ctx.n, -1).to(device=a.device, dtype=torch.bool)
     if s.shape != a.shape:
-        raise ValueError(f"masks of shape {tuple(ctx.masks.shape)} do not match attributions {tuple(ctx.attributions.shape)}")
+        raise ValueError(f"masks of shape {tuple(ctx.masks.shape)} do not match attributions "
+                         f"{tuple(ctx.attributions.shape)}")
     return a, s
 
 
@@ -36,7 +37,9 @@ def _nan_where_empty(score: Tensor, s: Tensor) -> Tensor:
     normalise=_NORMALISE,
 )
 def relevance_rank_accuracy(ctx: MetricContext, *, abs: bool, normalise: bool) -> Tensor:
-    """Share of the K highest-ranked pixels that lie in the mask, K = mask size (Arras et al. 2021). NaN for an empty mask."""
+    """Share of the K highest-ranked pixels that lie in the mask, K = mask size (Arras et al. 2021).
+
+    NaN for an empty mask."""
     a, s = _flat(ctx, abs, normalise)
     k = s.sum(-1)
     # Stable sort: ties go to the earlier pixel (row-major); Quantus leaves tie order to numpy.

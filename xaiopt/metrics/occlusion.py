@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .batching import class_scores, chunk_size, map_chunks
+from .batching import chunk_size, class_scores, map_chunks
 from .context import MetricContext
 from .noise import uniform_noise
 

@@ -43,7 +43,8 @@ def random_logit_targets(ctx: MetricContext, num_classes: int) -> Tensor:
                       doc="classes to draw from; None: the width of the model's logits (Quantus default 1000)"),
     similarity=Param("ssim", choices=("ssim", "ssim_flat"),
                      doc="'ssim': 2-D SSIM of the maps; 'ssim_flat': SSIM of the flattened maps, as Quantus 0.6"),
-    win_size=Param(7, check=lambda v: v >= 3 and v % 2 == 1, valid="odd and >= 3", doc="SSIM window (skimage default 7)"),
+    win_size=Param(7, check=lambda v: v >= 3 and v % 2 == 1, valid="odd and >= 3",
+                   doc="SSIM window (skimage default 7)"),
     abs=Param(False, doc="compare |a| (Quantus default False)"),
     normalise=Param(True, doc="normalise each map by its max |a| (Quantus default True)"),
 )

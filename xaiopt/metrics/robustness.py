@@ -94,4 +94,5 @@ def max_sensitivity(ctx: MetricContext, **params) -> Tensor:
     s = sensitivities(ctx, **params)
     if params["return_nan_when_prediction_changes"]:
         return s.amax(-1)  # NaN propagates, as np.max
-    return torch.where(s.isnan(), torch.full_like(s, -torch.inf), s).amax(-1).nan_to_num(nan=float("nan"), neginf=float("nan"))
+    top = torch.where(s.isnan(), torch.full_like(s, -torch.inf), s).amax(-1)
+    return top.nan_to_num(nan=float("nan"), neginf=float("nan"))

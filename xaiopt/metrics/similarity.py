@@ -22,7 +22,8 @@ def average_ranks(u: Tensor) -> Tensor:
     new_group[:, 1:] = (sorted_u[:, 1:] != sorted_u[:, :-1]).long()
     group = new_group.cumsum(-1) - 1 + torch.arange(n, device=u.device).unsqueeze(1) * d
     position = torch.arange(1, d + 1, device=u.device, dtype=torch.float64).expand(n, d)
-    total = torch.zeros(n * d, dtype=torch.float64, device=u.device).index_add_(0, group.reshape(-1), position.reshape(-1))
+    total = torch.zeros(n * d, dtype=torch.float64, device=u.device)
+    total = total.index_add_(0, group.reshape(-1), position.reshape(-1))
     count = torch.zeros(n * d, dtype=torch.float64, device=u.device).index_add_(
         0, group.reshape(-1), torch.ones(n * d, dtype=torch.float64, device=u.device)
     )

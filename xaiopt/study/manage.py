@@ -7,6 +7,7 @@ optuna-dashboard open it unchanged.
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -148,7 +149,7 @@ def describe_evaluation(summary: dict[str, Any]) -> tuple[str, str | None]:
 
 
 def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None = None,
-                 artifact_dir: str | Path | None = None, n_trials: int | None = None,
+                 artifact_dir: str | os.PathLike[str] | None = None, n_trials: int | None = None,
                  baselines: Sequence[str] = ()) -> LoadedStudy:
     """Validate ``cfg`` against the model and data, then create the study in ``storage``.
 

@@ -272,7 +272,7 @@ def _table(doc: dict[str, Any], *, columns: list[str] | None, width: int, settin
         cols.append("explainer" if level == depth - 1 else "")
         lines.append(GAP.join(cols).rstrip())
     lines.append(GAP.join(["-" * trial_w, *("-" * widths[n] for n in shown), "-" * min(label_w, explainer_w)]))
-    for i, r in enumerate(rows):
+    for i in range(len(rows)):
         cols = [numbers[i].rjust(trial_w), *(cells[n][i].rjust(widths[n]) for n in shown), _fit(labels[i], label_w)]
         lines.append(GAP.join(cols).rstrip())
     if not rows:

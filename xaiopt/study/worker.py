@@ -49,8 +49,8 @@ from xaiopt.errors import ConfigError, TrialFailed
 from xaiopt.objective import Objective, resolve_device
 from xaiopt.objective.progress import ProgressHandler, TrialProgress, progress_to, step
 from xaiopt.study.holdout import check_split
-from xaiopt.study.resilient import raise_if_gave_up
 from xaiopt.study.manage import LoadedStudy, load_study
+from xaiopt.study.resilient import raise_if_gave_up
 from xaiopt.study.samplers import make_sampler
 from xaiopt.study.storage import _redact, is_sqlite, sqlite_worker_lock
 

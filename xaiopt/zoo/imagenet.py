@@ -35,7 +35,7 @@ import torch
 from PIL import Image
 
 from xaiopt.errors import ConfigError
-from xaiopt.zoo.classes import ClassMap, explicit_class_map, imagenet_class_map
+from xaiopt.zoo.classes import explicit_class_map, imagenet_class_map
 from xaiopt.zoo.evaldata import EvalData
 from xaiopt.zoo.imagefolder import list_images
 from xaiopt.zoo.selection import masked_batch, select_balanced
