@@ -28,7 +28,12 @@ PARAMS = {
 }
 
 
-@pytest.mark.parametrize("name", metric_names())
+# xaiopt's own metrics: a metric another test registers (a custom objective in tests/api) hands the
+# whole batch to ctx.explain, which in a trial chunks by the budget itself
+BUILT_IN = [n for n in metric_names() if get_metric(n).func.__module__.startswith("xaiopt.metrics.")]
+
+
+@pytest.mark.parametrize("name", BUILT_IN)
 @pytest.mark.parametrize("budget", [5, 64])
 def test_metric_respects_batch_budget(name, budget):
     ctx = make_ctx(budget=budget)
