@@ -21,28 +21,16 @@ from xaiopt.space.spec import UNGROUPED_EPSILON
 
 def named_rules(spec: ExplainerSpec, layers: LayerGroups, *, low: Tensor | None,
                 high: Tensor | None) -> dict[str, tuple[str, float | None]]:
-    """Module name -> (rule name, value) for the spec's grouped layers and first layer."""
+    """Module name -> (rule name, value) for the spec's grouped layers and first layer
+    (``ExplainerSpec.module_rules``), checked for what each rule needs."""
     chosen: dict[str, tuple[str, float | None]] = {}
-    for g, mods in layers.groups.items():
-        if not mods:
-            continue
-        choice = spec.groups.get(g)
-        if choice is None:
-            raise KeyError(f"no rule chosen for layer group {g!r}")
+    for name, choice in spec.module_rules(layers).items():
         definition = get_rule(choice.rule)  # UnknownNameError for a name the registry lacks
         if definition.needs_bounds and (low is None or high is None):
             raise ValueError(f"rule {choice.rule!r} needs the input bounds low/high")
         if definition.param is not None and not definition.needs_bounds and choice.value is None:
             raise ValueError(f"rule {choice.rule!r} needs a value for {definition.param!r}")
-        for m in mods:
-            chosen[m] = (choice.rule, choice.value)
-    if spec.first_layer != "same" and layers.first_layer is not None:
-        definition = get_rule(spec.first_layer)
-        if definition.needs_bounds and (low is None or high is None):
-            raise ValueError(f"rule {spec.first_layer!r} needs the input bounds low/high")
-        if definition.param is not None and not definition.needs_bounds:
-            raise ValueError(f"rule {spec.first_layer!r} needs a value for {definition.param!r}")
-        chosen[layers.first_layer] = (spec.first_layer, None)
+        chosen[name] = (choice.rule, choice.value)
     return chosen
 
 

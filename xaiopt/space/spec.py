@@ -64,21 +64,26 @@ class ExplainerSpec:
         parts += [f"{g}={r.describe()}" for g, r in self.groups.items()]
         return " ".join(parts)
 
-    def layer_hooks(self, layers: LayerGroups, *, low: torch.Tensor | None, high: torch.Tensor | None) -> dict:
-        """Module name -> zennit hook for every grouped layer (the first layer's special rule included)."""
-        hooks = {}
+    def module_rules(self, layers: LayerGroups) -> dict[str, GroupRule]:
+        """Module name -> its rule and value: each grouped layer its group's, the first layer the
+        first-layer rule unless that is ``same``. The one assignment the zennit composite and
+        xaiopt's LRP engine both follow."""
+        chosen: dict[str, GroupRule] = {}
         for g, mods in layers.groups.items():
             if not mods:
                 continue
             choice = self.groups.get(g)
             if choice is None:
                 raise KeyError(f"no rule chosen for layer group {g!r}")
-            rule = get_rule(choice.rule)
             for m in mods:
-                hooks[m] = rule.hook(choice.value, low=low, high=high)
+                chosen[m] = choice
         if self.first_layer != "same" and layers.first_layer is not None:
-            hooks[layers.first_layer] = get_rule(self.first_layer).hook(None, low=low, high=high)
-        return hooks
+            chosen[layers.first_layer] = GroupRule(self.first_layer)
+        return chosen
+
+    def layer_hooks(self, layers: LayerGroups, *, low: torch.Tensor | None, high: torch.Tensor | None) -> dict:
+        """Module name -> zennit hook for every grouped layer (the first layer's special rule included)."""
+        return {m: get_rule(r.rule).hook(r.value, low=low, high=high) for m, r in self.module_rules(layers).items()}
 
     def to_composite(self, layers: LayerGroups, *, low: torch.Tensor | None = None,
                      high: torch.Tensor | None = None) -> Composite:
