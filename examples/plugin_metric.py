@@ -1,7 +1,10 @@
-"""A custom metric used from a YAML study through a plugin, in this process and in a second worker.
+"""A custom metric and a custom rule used from a YAML study through plugins, in this process and in a
+second worker.
 
-``plugin/study.yaml`` lists ``plugins: [lab_concentration]``; the plugin module registers the metric
-``lab_concentration`` when the config is read. Two trials run here, the other two in an
+``plugin/study.yaml`` lists ``plugins: [lab_concentration, lab_rules]``; the plugin modules register the
+metric ``lab_concentration`` and the rule ``lab_alphabeta`` (alpha-beta with ``beta = alpha - 1``) when
+the config is read, before it is validated, so the YAML can name the rule for the ``conv1`` group and
+search its ``alpha`` (``space.params.alpha``). Two trials run here, the other two in an
 ``xaiopt worker`` subprocess that knows the study only by its name and storage (the plugin folder is on
 its ``PYTHONPATH``). The script then recomputes the metric by hand (numpy, float64) on the attributions
 of a trial from each process and checks them against the stored per-sample scores.
@@ -52,6 +55,11 @@ def main() -> dict:
         loaded = xaiopt.load_study(cfg.name, storage=storage)
         trials = [t for t in loaded.study.trials if t.values is not None]
         assert len(trials) == 4 and loaded.study.metric_names == ["sparseness", "lab_concentration"]
+        # every trial searched the plugin rule's parameter on conv1, and its explainer names the rule
+        alphas = [t.params["conv1.alpha"] for t in trials]
+        assert set(alphas) <= {1.5, 2.0, 3.0}, alphas
+        assert all(spec_dict(t)["groups"]["conv1"] == {"rule": "lab_alphabeta", "value": t.params["conv1.alpha"]}
+                   for t in trials)
         n = cfg.data.n_samples
         checked = []
         for t in (trials[0], trials[-1]):  # one trial of this process, one of the worker's
@@ -59,7 +67,8 @@ def main() -> dict:
             want = concentration(got.attributions[0].numpy(), top=0.1)
             np.testing.assert_allclose(per_sample_scores(t)["lab_concentration"], want, rtol=1e-5, atol=1e-6)
             assert abs(t.values[1] - float(want.mean())) < 1e-5
-            checked.append({"trial": t.number, "lab_concentration": t.values[1]})
+            checked.append({"trial": t.number, "lab_concentration": t.values[1],
+                            "conv1.alpha": t.params["conv1.alpha"]})
         front = xaiopt.pareto_front(loaded)
     result = {"checked": checked, "front": [t.number for t in front],
               "worker_trials": sum(1 for t in trials if t.user_attrs.get("worker") != trials[0].user_attrs["worker"])}

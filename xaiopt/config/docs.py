@@ -24,9 +24,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
+from xaiopt.config.rule_names import FIRST_LAYER_RULES, GROUP_RULES
 from xaiopt.config.schema import (
-    FIRST_LAYER_RULES,
-    GROUP_RULES,
     SAMPLERS,
     Choices,
     ExplicitGroup,
@@ -77,20 +76,26 @@ MEANINGS: dict[str, str] = {
     "data.only_class": "Explain only the samples of this class (name or index); `study create --per-class` "
                        "sets it.",
     "space": "The search space of explainers.",
-    "space.rules": f"Rules every layer group may take ({', '.join(GROUP_RULES)}).",
+    "space.rules": f"Rules every layer group may take ({', '.join(GROUP_RULES)}, and the rules the study's "
+                   f"plugins register with `xaiopt.space.register_rule`).",
+    "space.params": "Values of the parameters of plugin rules, by parameter name (`{alpha: [1, 2, 3]}` or "
+                    "`{alpha: {low: 1, high: 3}}`): the forms gamma takes; a searched plugin rule with a "
+                    "parameter needs its values here.",
     "space.gamma": "Values of gamma for the `gamma` rule: a list (`[0, 0.25, 1]`) or a range "
                    "`{low, high, log}`.",
     "space.epsilon": "Values of epsilon for the `epsilon` rule: a list or a range `{low, high, log}`.",
     "space.canonize": "Whether trials explain the canonized twin (batch norms merged): `[true, false]` "
                       "searches both.",
-    "space.first_layer": f"Rules of the first layer ({', '.join(FIRST_LAYER_RULES)}; `same`: its group's rule).",
+    "space.first_layer": f"Rules of the first layer ({', '.join(FIRST_LAYER_RULES)}, or a parameter-free plugin "
+                         f"rule; `same`: its group's rule).",
     "space.layer_groups": "An integer K (automatic groups `conv1..convK` of consecutive convolutions, plus "
                           "`classifier`) or a list of named groups `{name, modules}` (module names or globs).",
-    "space.overrides": "Per layer group (by name): its own `rules`, `gamma` and `epsilon`, replacing the "
-                       "space-wide ones.",
+    "space.overrides": "Per layer group (by name): its own `rules`, `gamma`, `epsilon` and `params`, replacing "
+                       "the space-wide ones.",
     "space.overrides.rules": "The rules this group may take; unset: `space.rules`.",
     "space.overrides.gamma": "This group's gamma values; unset: `space.gamma`.",
     "space.overrides.epsilon": "This group's epsilon values; unset: `space.epsilon`.",
+    "space.overrides.params": "This group's values of plugin rule parameters, by name; unset: `space.params`.",
     "metrics": "The metric vector: registered metric names (docs/metrics.md), `quantus:ClassName`, or "
                "`{name, params}`; each metric's direction is fixed by the registry.",
     "metrics.name": "The metric's name (a plugin or `xaiopt.register_objective` can add names).",

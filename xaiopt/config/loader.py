@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from xaiopt.config.plugins import import_plugins
+from xaiopt.config.plugins import MODULE_NAME, import_plugins
 from xaiopt.config.schema import StudyConfig
 from xaiopt.errors import ConfigError
 
@@ -47,24 +47,34 @@ def _first_model(annotation: Any) -> Any:
     return None
 
 
+_TAGS = ("choices", "range", "auto", "explicit")
+
+
+def _tagged(loc: tuple[Any, ...], i: int) -> str | None:
+    """The field whose union tag stands at ``loc[i]`` (``gamma``, or ``alpha`` of ``params.alpha``), else None."""
+    if loc[i] not in _TAGS or i == 0:
+        return None
+    if loc[i - 1] in _TAGGED_FIELDS:
+        return str(loc[i - 1])
+    if i >= 2 and loc[i - 2] == "params":
+        return "gamma"  # a plugin rule's parameter takes the forms gamma takes
+    return None
+
+
 def format_validation_error(err: ValidationError, source: str) -> str:
     """Turn pydantic's multi-line report into one line: the first problem, its field and what is valid."""
     e = err.errors()[0]
     # discriminated unions insert their tag after the field name; it is not a key the user wrote
     raw = e["loc"]
-    loc = tuple(
-        p for i, p in enumerate(raw)
-        if not (p in ("choices", "range", "auto", "explicit") and i > 0 and raw[i - 1] in _TAGGED_FIELDS)
-    )
+    loc = tuple(p for i, p in enumerate(raw) if _tagged(raw, i) is None)
     field = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc).replace(".[", "[") or "(top level)"
     if e["type"] == "extra_forbidden":
         owner = _model_at(StudyConfig, loc[:-1])
         valid = ", ".join(owner.model_fields) if owner else "see the documentation"
         msg = f"unknown key {loc[-1]!r} (valid: {valid})"
         field = ".".join(str(p) for p in loc[:-1] if not isinstance(p, int)) or "(top level)"
-    elif len(raw) >= 2 and raw[-2] in _FORMS and raw[-1] in ("choices", "range", "auto", "explicit") \
-            and e["type"].endswith("_type"):
-        msg = f"expected {_FORMS[raw[-2]]}, got {e.get('input')!r}"
+    elif len(raw) >= 2 and _tagged(raw, len(raw) - 1) is not None and e["type"].endswith("_type"):
+        msg = f"expected {_FORMS[str(_tagged(raw, len(raw) - 1))]}, got {e.get('input')!r}"
     else:
         msg = e["msg"]
         if msg.startswith("Value error, "):
@@ -83,13 +93,15 @@ def parse_config(data: Any, *, source: str = "config") -> StudyConfig:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of keys to values, got {type(data).__name__}")
+    # what the config names (rules, metrics) may be registered by its plugins: import them before the
+    # names are checked; a malformed plugins list is left to the validation, which names the problem
+    plugins = data.get("plugins")
+    if isinstance(plugins, list) and all(isinstance(n, str) and MODULE_NAME.match(n) for n in plugins):
+        import_plugins(list(dict.fromkeys(plugins)), source=source)
     try:
-        cfg = StudyConfig.model_validate(data)
+        return StudyConfig.model_validate(data)
     except ValidationError as err:
         raise ConfigError(format_validation_error(err, source)) from None
-    # what the config names (metrics, rules) may be registered by its plugins: import them first
-    import_plugins(cfg.plugins, source=source)
-    return cfg
 
 
 def load_config(path: str | Path) -> StudyConfig:

@@ -14,11 +14,9 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Tag, field_validator, model_validator
 
-RULES = ("epsilon", "gamma", "alpha2beta1", "alpha1beta0", "zplus", "flat", "wsquare", "zbox", "pass")
-GROUP_RULES = ("epsilon", "gamma", "alpha2beta1", "alpha1beta0", "zplus", "flat", "wsquare")
-FIRST_LAYER_RULES = ("zbox", "flat", "wsquare", "same")
+from xaiopt.config.rule_names import BUILTIN_PARAMS, first_layer_rules, group_rules, plugin_params, rule_param
+
 SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "grid", "qmc")
-PARAMETRISED_RULES = {"gamma": "gamma", "epsilon": "epsilon"}
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 _GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -92,27 +90,60 @@ ParamSpace = Annotated[
 
 
 
+def _param_spaces(v: Any) -> Any:
+    """A bare list per parameter, as for gamma/epsilon: ``params: {alpha: [1, 2]}``."""
+    if isinstance(v, dict):
+        return {k: _coerce_param(p) for k, p in v.items()}
+    return v
+
+
 class RuleChoice(_Strict):
-    """Which rules a layer group may take, and the values of their parameters."""
+    """Which rules a layer group may take, and the values of their parameters.
+
+    ``params``: the values of the parameters of rules registered by a plugin
+    (``xaiopt.space.register_rule(name, param="alpha")``), by parameter name, in the form gamma and
+    epsilon take: ``params: {alpha: [1, 2, 3]}`` or ``params: {alpha: {low: 1, high: 3}}``.
+    """
 
     rules: list[str] | None = None
     gamma: ParamSpace | None = None
     epsilon: ParamSpace | None = None
+    params: dict[str, ParamSpace] = {}
 
     @field_validator("gamma", "epsilon", mode="before")
     @classmethod
     def _bare_list(cls, v: Any) -> Any:
         return _coerce_param(v)
 
+    @field_validator("params", mode="before")
+    @classmethod
+    def _bare_lists(cls, v: Any) -> Any:
+        return _param_spaces(v)
+
+    @field_validator("params")
+    @classmethod
+    def _known_params(cls, v: dict[str, Any]) -> dict[str, Any]:
+        known = plugin_params()
+        for name in v:
+            if name in BUILTIN_PARAMS:
+                raise ValueError(f"{name!r} has a field of its own: give its values as {name}: [...] beside rules, "
+                                 f"not under params")
+            if name not in known:
+                valid = ", ".join(f"{p} (of {', '.join(rules)})" for p, rules in known.items())
+                raise ValueError(f"no registered rule takes a parameter {name!r} (valid: "
+                                 f"{valid or 'none; a plugin rule registered with param=... adds one'})")
+        return v
+
     @field_validator("rules")
     @classmethod
     def _known_rules(cls, v: list[str] | None) -> list[str] | None:
         if v is None:
             return v
+        valid = group_rules()
         if not v:
-            raise ValueError(f"empty list; give at least one of {', '.join(GROUP_RULES)}")
+            raise ValueError(f"empty list; give at least one of {', '.join(valid)}")
         for r in v:
-            _one_of(r, GROUP_RULES, "rule")
+            _one_of(r, valid, "rule")
         if len(set(v)) != len(v):
             raise ValueError(f"duplicate rules in {v}")
         return v
@@ -132,6 +163,12 @@ class RuleChoice(_Strict):
         if any(x <= 0 for x in lows):
             raise ValueError("epsilon must be > 0")
         return v
+
+    def param_space(self, param: str) -> Any:
+        """This choice's values of ``param`` (gamma, epsilon or a plugin rule's), None if not given."""
+        if param in BUILTIN_PARAMS:
+            return getattr(self, param)
+        return self.params.get(param)
 
 
 class ExplicitGroup(_Strict):
@@ -188,9 +225,9 @@ class SpaceConfig(RuleChoice):
     @classmethod
     def _first_layer(cls, v: list[str]) -> list[str]:
         if not v:
-            raise ValueError(f"empty list; give at least one of {', '.join(FIRST_LAYER_RULES)}")
+            raise ValueError(f"empty list; give at least one of {', '.join(first_layer_rules())}")
         for r in v:
-            _one_of(r, FIRST_LAYER_RULES, "first-layer rule")
+            _one_of(r, first_layer_rules(), "first-layer rule")
         if len(set(v)) != len(v):
             raise ValueError(f"duplicate rules in {v}")
         return v
@@ -213,9 +250,13 @@ class SpaceConfig(RuleChoice):
     def _parameters_present(self) -> "SpaceConfig":
         for where, choice in [("space", self)] + [(f"space.overrides.{k}", c) for k, c in self.overrides.items()]:
             rules = choice.rules if choice.rules is not None else self.rules
-            for rule, param in PARAMETRISED_RULES.items():
-                if rules and rule in rules and getattr(choice, param) is None and getattr(self, param) is None:
-                    raise ValueError(f"{where}: rule {rule!r} is searched but no {param} values are given")
+            for rule in rules or ():
+                param = rule_param(rule)
+                if param is None or choice.param_space(param) is not None or self.param_space(param) is not None:
+                    continue
+                field = param if param in BUILTIN_PARAMS else f"params.{param}"
+                raise ValueError(f"{where}: rule {rule!r} is searched but no {param} values are given "
+                                 f"(set space.{field}: a list of values or {{low, high, log}})")
         if self.rules is None:
             raise ValueError("space.rules: give at least one rule")
         return self
@@ -514,7 +555,8 @@ class StudyConfig(_Strict):
             for where, c in [("space", self.space)] + [
                 (f"space.overrides.{k}", o) for k, o in self.space.overrides.items()
             ]:
-                for p in ("gamma", "epsilon"):
-                    if isinstance(getattr(c, p), Range):
-                        raise ValueError(f"sampler 'grid' needs value lists: {where}.{p} is a range")
+                for p in ("gamma", "epsilon", *c.params):
+                    if isinstance(c.param_space(p), Range):
+                        field = p if p in ("gamma", "epsilon") else f"params.{p}"
+                        raise ValueError(f"sampler 'grid' needs value lists: {where}.{field} is a range")
         return self

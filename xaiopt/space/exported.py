@@ -4,7 +4,8 @@
 The document (``format: xaiopt.composite``, ``version: 1``; every field in docs/export.md) holds
 the trial's :class:`~xaiopt.space.ExplainerSpec`, the module names of each layer group and of the
 first layer as the worker resolved them, the input bounds of the z-box rule and the epsilon of
-ungrouped layers, plus what it came from (study, trial, model, metric values, xaiopt version).
+ungrouped layers, the plugin modules that registered its non-built-in rules (to import before
+loading), plus what it came from (study, trial, model, metric values, xaiopt version).
 
 Which module gets which rule is said once, by :func:`name_rules`: the Python export writes it as
 its ``NAME_MAP``, :func:`load_composite` builds its hooks from it through the rule registry. The
@@ -25,7 +26,8 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping
+import sys
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +39,7 @@ from zennit.rules import Epsilon
 
 from xaiopt.errors import ConfigError, UnknownNameError
 from xaiopt.space.groups import LayerGroups, is_weighted
-from xaiopt.space.rules import get_rule, rule_names
+from xaiopt.space.rules import RuleDef, get_rule, rule_names
 from xaiopt.space.spec import UNGROUPED_EPSILON, ExplainerSpec, GroupRule, _SpecComposite
 
 FORMAT = "xaiopt.composite"
@@ -84,6 +86,33 @@ def name_rules(spec: ExplainerSpec, layers: LayerGroups) -> list[NameRule]:
     return entries
 
 
+def _plugin_rules(spec: ExplainerSpec) -> list[RuleDef]:
+    names = [*(g.rule for g in spec.groups.values()), *([spec.first_layer] if spec.first_layer != "same" else [])]
+    return [r for r in (get_rule(n) for n in dict.fromkeys(names)) if not r.builtin]
+
+
+def plugin_modules(spec: ExplainerSpec) -> list[str]:
+    """The modules that registered the rules ``spec`` names beyond the built-in ones (its plugins)."""
+    return list(dict.fromkeys(r.module for r in _plugin_rules(spec)))
+
+
+def plugin_imports(spec: ExplainerSpec, defined: Collection[str]) -> list[str]:
+    """``from MODULE import NAME, ...`` lines for the names the export code of ``spec``'s plugin rules
+    uses and a module defining ``defined`` lacks (the Python export). :class:`ConfigError` when the
+    registering module does not have such a name."""
+    wanted: dict[str, list[str]] = {}
+    for rule in _plugin_rules(spec):
+        module = sys.modules.get(rule.module)
+        for name in rule.code_names():
+            if name in defined:
+                continue
+            if module is None or not hasattr(module, name):
+                raise ConfigError(f"rule {rule.name!r}: its export code {rule.code!r} uses {name!r}, which module "
+                                  f"{rule.module!r} that registered it does not define (define or import it there)")
+            wanted.setdefault(rule.module, []).append(name)
+    return [f"from {m} import {', '.join(dict.fromkeys(names))}" for m, names in wanted.items()]
+
+
 def composite_document(*, spec: ExplainerSpec, layers: LayerGroups, low: list[float], high: list[float],
                        study: str, trial: int, model: str, metrics: list[dict[str, Any]],
                        xaiopt_version: str) -> dict[str, Any]:
@@ -100,6 +129,7 @@ def composite_document(*, spec: ExplainerSpec, layers: LayerGroups, low: list[fl
         "layers": {"groups": {g: list(m) for g, m in layers.groups.items()}, "first_layer": layers.first_layer},
         "input_bounds": {"low": [float(v) for v in low], "high": [float(v) for v in high]},
         "ungrouped_epsilon": UNGROUPED_EPSILON,
+        "plugins": plugin_modules(spec),
         "metrics": [{"name": str(m["name"]), "value": float(m["value"]), "direction": str(m["direction"])}
                     for m in metrics],
     }
@@ -272,6 +302,13 @@ def _check(doc: Any) -> ExportedComposite:
     if version != VERSION:
         raise ConfigError(f"version: {version} is not supported by xaiopt here (valid: {VERSION})")
 
+    plugins = doc.get("plugins") or []
+    if not isinstance(plugins, list) or not all(isinstance(m, str) for m in plugins):
+        raise ConfigError(f"plugins: expected a list of module names, got {_show(plugins)}")
+    missing = [m for m in plugins if m not in sys.modules]
+    # a rule registered by a plugin exists once its module is imported; the document names the module
+    hint = (f"; the document's rules come from plugin module(s) {', '.join(map(repr, missing))}: import them "
+            f"before load_composite" if missing else "")
     raw = _get(doc, "spec", "spec", dict, "an object with canonize, first_layer, groups")
     canonize = _get(raw, "canonize", "spec.canonize", bool, "true or false")
     free = [r for r in rule_names() if get_rule(r).param is None]
@@ -283,7 +320,7 @@ def _check(doc: Any) -> ExportedComposite:
             rule = None
         if rule is None or rule.param is not None:
             raise ConfigError(f"spec.first_layer: {first_rule!r} is not a first-layer rule "
-                              f"(valid: same, {', '.join(free)})")
+                              f"(valid: same, {', '.join(free)}){hint if rule is None else ''}")
     groups: dict[str, GroupRule] = {}
     for g, choice in _get(raw, "groups", "spec.groups", dict, "an object: group -> {rule, value}").items():
         path = f"spec.groups.{g}"
@@ -293,7 +330,7 @@ def _check(doc: Any) -> ExportedComposite:
         try:
             rule = get_rule(name)
         except UnknownNameError:
-            raise ConfigError(f"{path}.rule: unknown rule {name!r} (valid: {', '.join(rule_names())})") from None
+            raise ConfigError(f"{path}.rule: unknown rule {name!r} (valid: {', '.join(rule_names())}){hint}") from None
         value = choice.get("value")
         if rule.param is None:
             if value is not None:

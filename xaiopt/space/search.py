@@ -1,7 +1,8 @@
 """SearchSpace: the config's space section as define-by-run Optuna suggestions.
 
 Parameter names are stable and readable in optuna-dashboard: ``canonize``, ``first_layer``,
-``<group>.rule`` and, only when that rule takes one, ``<group>.gamma`` / ``<group>.epsilon``.
+``<group>.rule`` and, only when that rule takes one, ``<group>.gamma`` / ``<group>.epsilon`` (or
+``<group>.<param>`` for a plugin rule's parameter, its values from ``space.params.<param>``).
 The grid sampler cannot handle conditional parameters, so in grid mode each group is one
 categorical ``<group>.setting`` whose values are ``gamma=0.25``, ``zplus``, ... (the paper's
 grid is exactly the product of these lists).
@@ -67,8 +68,9 @@ class SearchSpace:
             override = cfg.overrides.get(name, RuleChoice())
             rules = tuple(override.rules if override.rules is not None else cfg.rules or ())
             params = {}
-            for p in ("gamma", "epsilon"):
-                value = getattr(override, p) or getattr(cfg, p)
+            # gamma, epsilon and the parameters of plugin rules (space.params), the group's own first
+            for p in ("gamma", "epsilon", *cfg.params, *override.params):
+                value = override.param_space(p) or cfg.param_space(p)
                 if value is not None:
                     params[p] = value
             self.groups.append(GroupSpace(name=name, rules=rules, params=params))

@@ -9,6 +9,7 @@ Example::
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import tempfile
@@ -21,7 +22,7 @@ from xaiopt import __version__
 from xaiopt.errors import ConfigError, StudyError
 from xaiopt.objective.attrs import spec_dict
 from xaiopt.space import ExplainerSpec, LayerGroups, get_rule
-from xaiopt.space.exported import composite_document, name_rules
+from xaiopt.space.exported import composite_document, name_rules, plugin_imports
 from xaiopt.space.spec import UNGROUPED_EPSILON
 from xaiopt.study.manage import (
     BOUNDS_ATTR,
@@ -54,7 +55,7 @@ from zennit.composites import LayerMapComposite, MixedComposite, NameMapComposit
 from zennit.layer import Sum
 from zennit.rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Pass, WSquare, ZBox, ZPlus
 from zennit.types import Activation, AvgPool, BatchNorm, Convolution, Linear
-{canon_import}
+{canon_import}{plugin_import}
 LOW = torch.tensor({low}).view(1, -1, 1, 1)
 HIGH = torch.tensor({high}).view(1, -1, 1, 1)
 
@@ -157,7 +158,7 @@ def _python_module(loaded: LoadedStudy, t: FrozenTrial, spec: ExplainerSpec, lay
     for entry in name_rules(spec, layers):
         code = get_rule(entry.rule).code.format(param=entry.value, low="LOW", high="HIGH")
         lines.append(f"    ({entry.names!r}, {code}),  # {entry.label}")
-    return _TEMPLATE.format(
+    fields = dict(
         study=loaded.study.study_name, number=t.number, text=spec.describe(),
         values=", ".join(f"{n}={v:.4g}" for n, v in zip(loaded.metric_names, t.values)),
         module=out.stem, model=loaded.config.model.name,
@@ -167,6 +168,23 @@ def _python_module(loaded: LoadedStudy, t: FrozenTrial, spec: ExplainerSpec, lay
         low=[float(v) for v in bounds["low"]], high=[float(v) for v in bounds["high"]],
         name_map="\n".join(lines), ungrouped=UNGROUPED_EPSILON,
     )
+    # a plugin's rule is built by names of its own module: import those the module above lacks
+    defined = _defined_names(_TEMPLATE.format(**fields, plugin_import=""))
+    imports = "".join(f"{line}\n" for line in plugin_imports(spec, defined))
+    return _TEMPLATE.format(**fields, plugin_import=imports)
+
+
+def _defined_names(source: str) -> set[str]:
+    """The module-level names a Python module's imports and assignments bind."""
+    names: set[str] = set()
+    for node in ast.parse(source).body:
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            names.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.Assign):
+            names.update(t.id for t in node.targets if isinstance(t, ast.Name))
+        elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+    return names
 
 
 def _write_atomic(out: Path, text: str) -> None:
