@@ -9,9 +9,12 @@ from xaiopt.canonize import canonize
 from xaiopt.space import ExplainerSpec, GroupRule, LayerGroups, resolve_groups
 from xaiopt.zoo.benchmark_models import build_benchmark_model
 
+from xaiopt.lrp.cache import ForwardCache
+
 from .conftest import (
     assert_engine_equals_zennit,
     bounds,
+    engine_relevance,
     randomize_batch_norms,
     spec_for,
 )
@@ -77,3 +80,38 @@ def test_rules_on_hidden_shape_keeping_layers(rule, value):
                          groups={"mid": GroupRule(rule, value), "rest": GroupRule("epsilon", 1e-3)})
     x = torch.randn(3, 3, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     assert_engine_equals_zennit(spec, net, layers, x, torch.tensor([0, 2, 4]), -3.0, 3.0)
+
+
+def _zero_output_net() -> nn.Module:
+    """Bias-free convolutions: on an input block of zeros their outputs are exactly 0, where neither of
+    gamma's sign masks holds and a denominator can be 0."""
+    torch.manual_seed(4)
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.ReLU(),
+        nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.ReLU(),
+        nn.Flatten(), nn.Linear(6 * 10 * 10, 5),
+    )
+    return net.double().eval()
+
+
+@pytest.mark.parametrize("first", ["same", "zbox"])
+@pytest.mark.parametrize("rule, value", [("gamma", 0.25), ("gamma", 0.0), ("alpha2beta1", None), ("zplus", None),
+                                         ("epsilon", 1e-6)])
+def test_exact_zero_outputs_kept_and_not(rule, value, first):
+    net = _zero_output_net()
+    layers = LayerGroups(groups={"conv": ["0", "2"], "classifier": ["5"]}, first_layer="0")
+    spec = ExplainerSpec(canonize=False, first_layer=first,
+                         groups={"conv": GroupRule(rule, value), "classifier": GroupRule("epsilon", 1e-6)})
+    x = torch.randn(2, 3, 10, 10, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    x[:, :, :6, :6] = 0.0
+    with torch.no_grad():
+        assert (net[0](x)[:, :, 1:5, 1:5] == 0).all()  # the zero block reaches the layers' outputs
+    targets = torch.tensor([1, 3])
+    expected = assert_engine_equals_zennit(spec, net, layers, x, targets, -3.0, 3.0)
+    cache = ForwardCache(budget_mb=64)
+    first_call = engine_relevance(spec, net, layers, x, targets, -3.0, 3.0, cache=cache)
+    kept_call = engine_relevance(spec, net, layers, x, targets, -3.0, 3.0, cache=cache)
+    assert cache.stats.hits == 1
+    for got in (first_call, kept_call):
+        assert torch.isfinite(got).all()
+        assert (got - expected).abs().max() <= 1e-10 * expected.abs().max()

@@ -430,7 +430,8 @@ class RuntimeConfig(_Strict):
     ``engine``: ``xaiopt`` (xaiopt's LRP engine, one forward and one backward, docs/lrp.md) or
     ``zennit`` (the zennit composite); both give the same attributions. ``lrp_cache_mb``: memory the
     xaiopt engine may keep recorded forwards in, so that later trials on the same inputs run only the
-    backward (0: keep none).
+    backward (0: keep none). ``score_cache_mb``: memory for the scores of occluded images, so that an
+    image an earlier trial occluded the same way is not forwarded again (0: forward every image).
     """
 
     batch_budget: int = 256
@@ -438,21 +439,19 @@ class RuntimeConfig(_Strict):
     heartbeat_interval: int = 60
     engine: Literal["xaiopt", "zennit"] = "xaiopt"
     lrp_cache_mb: float = 1024.0
-
-    @field_validator("lrp_cache_mb")
-    @classmethod
-    def _lrp_cache(cls, v: float) -> float:
-        if not math.isfinite(v) or v < 0:
-            raise ValueError(f"lrp_cache_mb must be a finite number >= 0 (megabytes), got {v}")
-        return v
+    # occlusion scores (region perturbation, pixel flipping) kept across trials (xaiopt/metrics/score_memo.py)
+    score_cache_mb: float = 64.0
+    # the layout of the model and the batch: channels_last runs CNNs faster on CPUs (xaiopt/objective/layout.py)
+    memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
     # how long a worker waits out an unreachable database before it gives up (xaiopt/study/resilient.py)
     storage_retry_seconds: float = 180.0
 
-    @field_validator("storage_retry_seconds")
+    @field_validator("lrp_cache_mb", "score_cache_mb", "storage_retry_seconds")
     @classmethod
-    def _retry(cls, v: float) -> float:
+    def _finite_amount(cls, v: float, info) -> float:
         if not math.isfinite(v) or v < 0:
-            raise ValueError(f"storage_retry_seconds must be a number of seconds >= 0, got {v}")
+            unit = "seconds" if info.field_name == "storage_retry_seconds" else "megabytes"
+            raise ValueError(f"{info.field_name} must be a finite number >= 0 ({unit}), got {v}")
         return v
 
     @field_validator("heartbeat_interval")

@@ -22,37 +22,22 @@ ever kept, so the cache cannot run the process out of memory.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor, nn
 
+# the keys (re-exported: the engine and the tests take them from here)
+from xaiopt.fingerprint import model_fingerprint as model_fingerprint
+from xaiopt.fingerprint import tensor_fingerprint
 from xaiopt.lrp.recorder import RuleBoard
 from xaiopt.lrp.site import Site
 
 logger = logging.getLogger(__name__)
 
-
-def model_fingerprint(model: nn.Module) -> tuple:
-    """Identity, storage and a value checksum of every parameter and buffer of ``model``."""
-    tensors = [t.detach() for t in model.parameters()] + [t.detach() for t in model.buffers()]
-    meta = tuple((t.data_ptr(), t._version, tuple(t.shape), t.dtype, str(t.device)) for t in tensors)
-    with torch.no_grad():
-        sums = [t.sum(dtype=torch.float64) for t in tensors]
-        norms = [torch.linalg.vector_norm(t if t.is_floating_point() else t.double(), dtype=torch.float64)
-                 for t in tensors]
-        check = torch.stack(sums + norms).cpu().numpy().tobytes() if tensors else b""
-    return (id(model), meta, hashlib.blake2b(check, digest_size=16).hexdigest())
-
-
-def input_fingerprint(x: Tensor) -> tuple:
-    """Shape, dtype, device and a digest of the bytes of ``x``."""
-    data = x.detach().contiguous().reshape(-1).view(torch.uint8).cpu().numpy()
-    return (tuple(x.shape), x.dtype, str(x.device), hashlib.blake2b(data.tobytes(), digest_size=32).hexdigest())
+input_fingerprint = tensor_fingerprint  # the key of an input
 
 
 @dataclass

@@ -36,6 +36,9 @@ class MetricContext:
     # Optional: the trial's explainer applied to another model (a randomised copy of
     # ctx.model); only `mprt` needs it and raises a clear error when it is absent.
     explain_with: Optional[ExplainWithFn] = None
+    # megabytes of occlusion scores kept in ``cache`` across trials (xaiopt/metrics/score_memo.py);
+    # 0: every occluded image is forwarded
+    score_cache_mb: float = 0.0
 
     @property
     def device(self) -> torch.device:

@@ -90,7 +90,8 @@ def region_perturbation_curve(
         uniform_high=uniform_high,
         blur_kernel_size=blur_kernel_size,
     )
-    scores = occlusion_scores(ctx, step_of_pixel=step_of_pixel, n_steps=n_steps, baseline=base, softmax=softmax)
+    scores = occlusion_scores(ctx, step_of_pixel=step_of_pixel, n_steps=n_steps, baseline=base, softmax=softmax,
+                              per_step_baseline=baseline == "uniform")
     return clean_scores(ctx.logits, ctx.y, softmax).unsqueeze(1) - scores
 
 
@@ -148,7 +149,8 @@ def pixel_flipping_curve(
         uniform_high=uniform_high,
         blur_kernel_size=blur_kernel_size,
     )
-    return occlusion_scores(ctx, step_of_pixel=step_of_pixel, n_steps=n_steps, baseline=base, softmax=softmax)
+    return occlusion_scores(ctx, step_of_pixel=step_of_pixel, n_steps=n_steps, baseline=base, softmax=softmax,
+                            per_step_baseline=baseline == "uniform")
 
 
 @register_metric(

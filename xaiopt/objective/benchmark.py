@@ -25,6 +25,7 @@ from xaiopt.canonize import canonize
 from xaiopt.canonize.census import census
 from xaiopt.config import StudyConfig
 from xaiopt.errors import ConfigError
+from xaiopt.objective.layout import as_layout, choose_layout
 from xaiopt.objective.progress import step
 from xaiopt.space import LayerGroups, resolve_groups
 from xaiopt.zoo import load_dataset, load_model
@@ -215,6 +216,8 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     # the plain model's groups only matter when plain trials are searched: a model whose layers
     # become modules only in its twin (functional convolutions) can still be studied canonized
     layers = resolve_groups(model, x[:1], cfg.space.layer_groups) if plain else twin_layers
+    fmt = choose_layout(cfg.runtime.memory_format, [m for m in (model, twin) if m is not None], x)
+    x = as_layout(x, fmt)
     t_canon = time.perf_counter()
     step("clean logits of the evaluation batch on %s", device)
     with torch.no_grad():

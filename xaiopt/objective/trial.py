@@ -136,7 +136,7 @@ class Objective:
             ctx = MetricContext(
                 model=model, x=bench.x, y=bench.y, masks=bench.masks, logits=bench.logits,
                 attributions=attributions, explain=explain, seed=self.cfg.seed, cache=bench.cache,
-                batch_budget=budget, explain_with=explain_with,
+                batch_budget=budget, explain_with=explain_with, score_cache_mb=runtime.score_cache_mb,
             )
             # the metrics see the model the explainer is registered on (the twin for canonized
             # specs): the same function, and mprt randomises the very layers the rules sit on
