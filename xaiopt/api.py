@@ -114,7 +114,9 @@ def register_objective(name: str, *, values: Mapping[str, str], category: str | 
     """Register ``func(explain, ctx) -> {value name: number or (N,) tensor}`` as a custom objective.
 
     ``explain(x, targets)`` is the trial's explainer (LRP attributions ``(N, 1, H, W)`` with the
-    trial's rules, registered on ``ctx.model``); ``ctx`` is the trial's
+    trial's rules, registered on ``ctx.model``); ``explain.relevance_at(x, targets, layers=[...])``
+    gives the relevance at named modules' outputs of ``ctx.model`` too (a dict of ``(N, C, ...)``
+    tensors, the attributions under ``"input"``; docs/api.md); ``ctx`` is the trial's
     :class:`~xaiopt.metrics.MetricContext` (model, evaluation batch ``x, y, masks``, clean
     ``logits``, the trial's ``attributions``, ``seed``). ``values`` names each returned value and
     its direction (``maximize`` / ``minimize``); ``category`` is one category for all of them or one

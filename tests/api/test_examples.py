@@ -48,6 +48,7 @@ def test_pruning_objective_example():
     # 32 samples: an accuracy drop is a multiple of 1/32
     assert round(values["accuracy_drop"] * 32) == pytest.approx(values["accuracy_drop"] * 32, abs=1e-6)
     assert again["most_relevant_logit_drop"] > again["logit_drop"]
+    assert result["cached_forwards_used"] > 0  # relevance_at from kept forwards, no lrp_cache_mb: 0 needed
 
 
 def test_composite_in_zennit_example():

@@ -9,10 +9,12 @@ The key makes reuse for anything else impossible:
   device, and a float64 checksum of their values (sum and 2-norm per tensor), which catches
   in-place edits that bypass the version counter (``p.data.normal_()``);
 * the hooked module set (the canonized twin is another model object anyway);
+* the modules whose outputs the entry keeps for relevance at those layers
+  (``LrpExplainer.relevance_at``), none for plain attributions;
 * the input: shape, dtype, device and a BLAKE2b digest of its bytes.
 
 The cache holds at most ``budget_mb`` (the bytes of the input and output of every hooked call,
-every tensor autograd saved in the forward, and the derived quantities). A study cycles through
+every tensor autograd saved in the forward, the kept layer outputs, and the derived quantities). A study cycles through
 the same inputs every trial, and least-recently-used eviction would then evict each entry just
 before its next use once the cycle outgrows the budget; so a full cache keeps what it has and a new
 forward is simply not kept (recomputed next time), except that entries whose model no longer
@@ -42,7 +44,11 @@ input_fingerprint = tensor_fingerprint  # the key of an input
 
 @dataclass
 class Recorded:
-    """One recorded forward: differentiate ``out`` to ``inp`` with ``board`` set to a spec's rules."""
+    """One recorded forward: differentiate ``out`` to ``inp`` with ``board`` set to a spec's rules.
+
+    ``watched``: module name -> that module's output in the graph, for the relevance there (its bytes
+    are in ``base_bytes``).
+    """
 
     inp: Tensor
     out: Tensor
@@ -51,6 +57,7 @@ class Recorded:
     base_bytes: int
     model_ref: weakref.ref | None = None
     kept: bool = False
+    watched: dict[str, Tensor] = field(default_factory=dict)
 
     def nbytes(self) -> int:
         return self.base_bytes + sum(s.nbytes() for s in self.sites)

@@ -6,15 +6,19 @@ Example::
     explain = LrpExplainer(spec, model, layers, low=low, high=high, batch_budget=64,
                            cache=shared_cache(1024))
     relevance = explain(x, targets)          # (N, 1, H, W), the zennit composite's values
+    at = explain.relevance_at(x, targets, layers=["features.10"])
+    at["features.10"]                        # (N, C, h, w): the relevance at that module's output
 """
 
 from __future__ import annotations
 
 import weakref
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from xaiopt.errors import ConfigError
 from xaiopt.lrp.cache import (
     ForwardCache,
     Recorded,
@@ -38,10 +42,74 @@ def _nbytes(tensors) -> int:
     return total
 
 
-def record(model: nn.Module, rules: dict, x: Tensor, *, measure: bool) -> Recorded:
-    """Run the forward of ``model`` on ``x`` with relevance nodes behind every hooked module."""
+# the key of the input relevance in what ``relevance_at`` returns
+INPUT = "input"
+
+
+def layer_names(model: nn.Module, layers: Sequence[str], *, what: str = "the model") -> tuple[str, ...]:
+    """``layers`` checked as module names of ``model`` (``what`` names it in the one-line error)."""
+    if isinstance(layers, str) or not isinstance(layers, Sequence) or not all(isinstance(n, str) for n in layers):
+        raise ConfigError(f"relevance_at: layers: expected a list of module names, got {layers!r}")
+    names = tuple(dict.fromkeys(layers))
+    if not names:
+        raise ConfigError("relevance_at: layers: empty list; name at least one module (e.g. 'features.10')")
+    modules = dict(model.named_modules())
+    for name in names:
+        if name == INPUT:
+            raise ConfigError(f"relevance_at: layers: {INPUT!r} is the key of the input relevance in the result; "
+                              f"it cannot name a module")
+        if name not in modules:
+            listing = [n for n in modules if n]
+            more = f", ... ({len(listing)} in all)" if len(listing) > 12 else ""
+            raise ConfigError(f"relevance_at: layers: {name!r} is not a module of {what} "
+                              f"(its modules: {', '.join(listing[:12]) or 'none'}{more})")
+    return names
+
+
+def called_once(outputs: dict[str, list], *, what: str = "the model") -> dict[str, Tensor]:
+    """Each watched module's one output tensor; :class:`ConfigError` for a module that ran 0 or 2+ times."""
+    for name, outs in outputs.items():
+        if len(outs) != 1:
+            ran = "did not run" if not outs else f"ran {len(outs)} times"
+            why = ("the canonization merges batch norms into their layers and runs the modules of containers "
+                   "directly" if not outs and "twin" in what else "a shared activation runs once per use")
+            raise ConfigError(f"relevance_at: layers: module {name!r} of {what} {ran} in the forward pass; name a "
+                              f"module that runs once per forward ({why})")
+        if not isinstance(outs[0], Tensor):
+            raise ConfigError(f"relevance_at: layers: module {name!r} of {what} returns a "
+                              f"{type(outs[0]).__name__}, not one tensor")
+    return {name: outs[0] for name, outs in outputs.items()}
+
+
+def target_seed(out: Tensor, targets: Tensor) -> Tensor:
+    """The relevance at the output: each sample's target logit, zero elsewhere."""
+    t = targets.view(-1, 1).to(out.device)
+    return torch.zeros_like(out).scatter_(1, t, out.gather(1, t).detach())
+
+
+def relevances(out: Tensor, inp: Tensor, watched: dict[str, Tensor], targets: Tensor, *,
+               keep: bool) -> dict[str, Tensor]:
+    """The backward of the target logits: relevance at each watched tensor, and at the input (channels
+    summed) under :data:`INPUT`. A watched tensor the logits do not depend on gets zeros."""
+    tensors = list(watched.values())
+    grads = torch.autograd.grad(out, [inp, *tensors], grad_outputs=target_seed(out, targets), retain_graph=keep,
+                                allow_unused=bool(tensors))
+    result = {name: (torch.zeros_like(t) if g is None else g).detach()
+              for (name, t), g in zip(watched.items(), grads[1:])}
+    result[INPUT] = grads[0].sum(dim=1, keepdim=True).detach()
+    return result
+
+
+def concat_chunks(parts: list[dict[str, Tensor]]) -> dict[str, Tensor]:
+    return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+
+
+def record(model: nn.Module, rules: dict, x: Tensor, *, measure: bool, watch: tuple[str, ...] = (),
+           what: str = "the model") -> Recorded:
+    """Run the forward of ``model`` on ``x`` with relevance nodes behind every hooked module, keeping
+    the outputs of the ``watch`` modules."""
     board = RuleBoard(rules)
-    recorder = Recorder(model, board, hooked_modules(model, rules))
+    recorder = Recorder(model, board, hooked_modules(model, rules), watch=watch)
     saved: list[Tensor] = []
     try:
         with torch.enable_grad():
@@ -57,25 +125,23 @@ def record(model: nn.Module, rules: dict, x: Tensor, *, measure: bool) -> Record
                 out = model(inp)
     finally:
         recorder.remove()
-    base = _nbytes([inp, out, *saved, *(s.x for s in recorder.sites), *(s.y for s in recorder.sites)]) if measure else 0
+    watched = called_once(recorder.outputs, what=what)
+    base = _nbytes([inp, out, *saved, *(s.x for s in recorder.sites), *(s.y for s in recorder.sites),
+                    *watched.values()]) if measure else 0
     return Recorded(inp=inp, out=out, board=board, sites=recorder.sites, base_bytes=base,
-                    model_ref=weakref.ref(model))
+                    model_ref=weakref.ref(model), watched=watched)
 
 
 def relevance_of(entry: Recorded, targets: Tensor, *, keep: bool) -> Tensor:
     """Input relevance (channels summed) of the target logits, seeded with the logits themselves."""
-    out = entry.out
-    t = targets.view(-1, 1).to(out.device)
-    seed = torch.zeros_like(out).scatter_(1, t, out.gather(1, t).detach())
-    (rel,) = torch.autograd.grad(out, entry.inp, grad_outputs=seed, retain_graph=keep)
-    return rel.sum(dim=1, keepdim=True).detach()
+    return relevances(entry.out, entry.inp, {}, targets, keep=keep)[INPUT]
 
 
 class LrpExplainer:
     """``explain(x, targets) -> (N, 1, H, W)``: the spec's LRP relevance, in chunks of ``batch_budget``.
 
     With a :class:`~xaiopt.lrp.cache.ForwardCache`, a chunk whose model and input were seen before
-    runs the backward only.
+    runs the backward only. :meth:`relevance_at` gives the relevance at chosen modules' outputs too.
     """
 
     def __init__(self, spec: ExplainerSpec, model: nn.Module, layers: LayerGroups, *, low: Tensor | None,
@@ -85,31 +151,52 @@ class LrpExplainer:
         self.batch_budget = batch_budget
         self.cache = cache if cache is not None and cache.budget_bytes > 0 else None
         self._names = tuple(self.rules)
+        self._what = "the canonized twin" if spec.canonize else "the model"
 
     def __call__(self, x: Tensor, targets: Tensor) -> Tensor:
+        return self._run(x, targets, ())[INPUT]
+
+    def relevance_at(self, x: Tensor, targets: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+        """Relevance at the outputs of the modules named ``layers`` (each ``(N, C, ...)``, the shape of
+        that output), plus the input relevance ``(N, 1, H, W)`` under ``"input"`` (what the call gives).
+
+        Names are module names of the model this explainer runs on (``named_modules()``); a module must
+        run once per forward. The value at a module's output is the gradient the spec's LRP backward
+        pass has at that tensor: the relevance the layers above send to it.
+
+        Example::
+
+            at = explain.relevance_at(x, targets, layers=["features.10"])
+            per_channel = at["features.10"].sum(dim=(0, 2, 3))     # (C,)
+        """
+        return self._run(x, targets, layer_names(self.model, layers, what=self._what))
+
+    def _run(self, x: Tensor, targets: Tensor, watch: tuple[str, ...]) -> dict[str, Tensor]:
         model_key = model_fingerprint(self.model) if self.cache is not None else None
-        return torch.cat([
-            self._explain(xc, tc, model_key)
+        return concat_chunks([
+            self._explain(xc, tc, model_key, watch)
             for xc, tc in zip(x.split(self.batch_budget), targets.split(self.batch_budget))
         ])
 
-    def _explain(self, x: Tensor, targets: Tensor, model_key) -> Tensor:
+    def _explain(self, x: Tensor, targets: Tensor, model_key, watch: tuple[str, ...]) -> dict[str, Tensor]:
         cache = self.cache
         if cache is None:
-            return relevance_of(record(self.model, self.rules, x, measure=False), targets, keep=False)
-        key = (model_key, self._names, input_fingerprint(x))
+            entry = record(self.model, self.rules, x, measure=False, watch=watch, what=self._what)
+            return relevances(entry.out, entry.inp, entry.watched, targets, keep=False)
+        # an entry keeps the outputs of the modules it watched: a different set is a different entry
+        key = (model_key, self._names, watch, input_fingerprint(x))
         entry = cache.lookup(key, self.model)
         fresh = entry is None
         if fresh:
-            entry = record(self.model, self.rules, x, measure=True)
+            entry = record(self.model, self.rules, x, measure=True, watch=watch, what=self._what)
             if cache.admits(entry):
                 for site in entry.sites:
                     if site.x is not None:
                         site.derived = {}
             else:
-                return relevance_of(entry, targets, keep=False)
+                return relevances(entry.out, entry.inp, entry.watched, targets, keep=False)
         entry.board.rules = self.rules
-        relevance = relevance_of(entry, targets, keep=True)
+        result = relevances(entry.out, entry.inp, entry.watched, targets, keep=True)
         if fresh:
             cache.store(key, entry)
-        return relevance
+        return result

@@ -50,11 +50,15 @@ class Recorder:
 
     ``keeps_input[name]``: whether the rules of that module can need its input and output
     (``False`` for modules whose rule is ``Pass`` in every spec: activations and batch norms).
+    ``watch``: modules whose outputs are collected in :attr:`outputs` (one entry per call) as the
+    graph continues from them: a hooked module's relay output, any other module's own output.
     """
 
-    def __init__(self, model: nn.Module, board: RuleBoard, keeps_input: dict[str, bool]) -> None:
+    def __init__(self, model: nn.Module, board: RuleBoard, keeps_input: dict[str, bool],
+                 watch: tuple[str, ...] = ()) -> None:
         self.board = board
         self.sites: list[Site] = []
+        self.outputs: dict[str, list] = {name: [] for name in watch}
         self._pending: dict[int, list] = {}
         self._kept_outputs: set[int] = set()  # ids of relay outputs whose site keeps them
         self._handles = []
@@ -63,6 +67,9 @@ class Recorder:
             module = modules[name]
             self._handles.append(module.register_forward_pre_hook(self._pre(name)))
             self._handles.append(module.register_forward_hook(self._post(name, keep)))
+        for name in watch:
+            if name not in keeps_input:
+                self._handles.append(modules[name].register_forward_hook(self._watcher(name)))
 
     def _pre(self, name: str):
         def hook(module, args):
@@ -81,10 +88,20 @@ class Recorder:
 
         return hook
 
+    def _watcher(self, name: str):
+        def hook(module, args, output):
+            self.outputs[name].append(output)
+
+        return hook
+
     def _post(self, name: str, keep: bool):
+        watched = self.outputs.get(name)
+
         def hook(module, args, output):
             x = self._pending[id(module)].pop()
             if x is None:
+                if watched is not None:
+                    watched.append(output)
                 return None
             torch.set_grad_enabled(True)
             site = Site(name, module, x.detach() if keep else None, output if keep else None)
@@ -97,6 +114,8 @@ class Recorder:
                 self._kept_outputs.add(id(out))
             else:
                 site.y = None
+            if watched is not None:
+                watched.append(out)
             return out
 
         return hook

@@ -9,7 +9,7 @@ the reference and the export format).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from xaiopt.errors import ConfigError
 from xaiopt.lrp import RULES, LrpExplainer, shared_cache
+from xaiopt.lrp.engine import INPUT, called_once, concat_chunks, layer_names, relevances
 from xaiopt.lrp.mapping import named_rules
 from xaiopt.space import ExplainerSpec, LayerGroups
 
@@ -30,25 +31,40 @@ class Explainer:
 
     The relevance at the output is the target logit itself (one-hot times the logit), so for
     conservative rules the input relevance of a sample sums to its explained logit.
-    Inputs are processed in chunks of ``batch_budget`` images.
+    Inputs are processed in chunks of ``batch_budget`` images. ``what`` names the model in errors
+    (``the canonized twin`` for a canonized spec).
     """
 
-    def __init__(self, model: nn.Module, *, batch_budget: int):
+    def __init__(self, model: nn.Module, *, batch_budget: int, what: str = "the model"):
         self.model = model
         self.batch_budget = batch_budget
+        self._what = what
 
     def __call__(self, x: Tensor, targets: Tensor) -> Tensor:
-        return torch.cat(
-            [self._explain(xc, tc) for xc, tc in zip(x.split(self.batch_budget), targets.split(self.batch_budget))]
-        )
+        return self._run(x, targets, ())[INPUT]
 
-    def _explain(self, x: Tensor, targets: Tensor) -> Tensor:
-        with torch.enable_grad():
-            inp = x.detach().clone().requires_grad_(True)
-            out = self.model(inp)
-            seed = torch.zeros_like(out).scatter_(1, targets.view(-1, 1), out.gather(1, targets.view(-1, 1)).detach())
-            (relevance,) = torch.autograd.grad(out, inp, grad_outputs=seed)
-        return relevance.sum(dim=1, keepdim=True).detach()
+    def relevance_at(self, x: Tensor, targets: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+        """Relevance at the outputs of the modules named ``layers``, plus the input relevance under
+        ``"input"``; the same contract as :meth:`xaiopt.lrp.LrpExplainer.relevance_at`."""
+        return self._run(x, targets, layer_names(self.model, layers, what=self._what))
+
+    def _run(self, x: Tensor, targets: Tensor, watch: tuple[str, ...]) -> dict[str, Tensor]:
+        return concat_chunks([self._explain(xc, tc, watch)
+                              for xc, tc in zip(x.split(self.batch_budget), targets.split(self.batch_budget))])
+
+    def _explain(self, x: Tensor, targets: Tensor, watch: tuple[str, ...]) -> dict[str, Tensor]:
+        outputs: dict[str, list] = {name: [] for name in watch}
+        # registered after the composite's hooks: they see the output the rest of the graph consumes
+        handles = [self.model.get_submodule(name).register_forward_hook(
+            lambda module, args, output, into=outputs[name]: into.append(output)) for name in watch]
+        try:
+            with torch.enable_grad():
+                inp = x.detach().clone().requires_grad_(True)
+                out = self.model(inp)
+        finally:
+            for handle in handles:
+                handle.remove()
+        return relevances(out, inp, called_once(outputs, what=self._what), targets, keep=False)
 
 
 def _engine_covers(spec: ExplainerSpec, layers: LayerGroups, low, high) -> bool:
@@ -76,10 +92,16 @@ def explainer_for(
     engine lacks (a plugin's) runs under zennit. ``engine="zennit"``: the spec's zennit composite,
     registered on ``model`` until the block ends.
 
+    Both explainers also give the relevance at chosen modules' outputs, ``explain.relevance_at(x,
+    targets, layers=[...])``: names of ``model``'s modules (for a canonized spec ``model`` is the
+    canonized twin, which keeps the names of the modules it does not merge away; a name it lacks is
+    a one-line :class:`ConfigError`).
+
     Example::
 
         with explainer_for(spec, model, layers, low=low, high=high, batch_budget=64) as explain:
             relevance = explain(x, targets)   # (N, 1, H, W)
+            at = explain.relevance_at(x, targets, layers=["features.10"])   # {"features.10": ..., "input": ...}
     """
     if engine not in ENGINES:
         raise ConfigError(f"runtime.engine: unknown LRP engine {engine!r} (valid: {', '.join(ENGINES)})")
@@ -92,6 +114,6 @@ def explainer_for(
     composite = spec.to_composite(layers, low=low, high=high)
     composite.register(model)
     try:
-        yield Explainer(model, batch_budget=batch_budget)
+        yield Explainer(model, batch_budget=batch_budget, what="the canonized twin" if spec.canonize else "the model")
     finally:
         composite.remove()
