@@ -10,7 +10,9 @@ round by round (so drifting machine load hits all of them alike), with one torch
   change: each round another gamma), fingerprints of model and input included.
 
 The spec is zennit's EpsilonGammaBox shape: z-box first layer, gamma in the conv groups, epsilon
-in the classifier. Reported: the median seconds of each and its ratio to ``gradient``.
+in the classifier. Reported: the median seconds of each and its ratio to ``gradient``, for each
+``--memory-format`` (model and images contiguous, and channels-last, the layout a worker picks on
+a CPU; every side in the same layout).
 
     .venv/bin/python benchmarks/lrp_engine.py                 # both models, 5 rounds
     .venv/bin/python benchmarks/lrp_engine.py --rounds 9 --models vgg
@@ -95,6 +97,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--models", nargs="+", default=["vgg", "resnet18"], choices=["vgg", "resnet18"])
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--memory-format", nargs="+", default=["contiguous", "channels_last"],
+                        choices=["contiguous", "channels_last"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -107,7 +111,10 @@ def main() -> None:
             model = torchvision.models.resnet18(weights=None)
             x = torch.randn(8, 3, 224, 224)
             label = "torchvision ResNet-18 (random weights)"
-        measure(label, model, x, args.rounds)
+        for fmt in args.memory_format:
+            layout = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
+            measure(f"{label}, {fmt}", model.to(memory_format=layout), x.contiguous(memory_format=layout),
+                    args.rounds)
 
 
 if __name__ == "__main__":

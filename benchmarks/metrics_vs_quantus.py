@@ -9,10 +9,13 @@ avg sensitivity with 10 draws, random logit, sparseness, relevance rank / mass a
 same explainer (a composite from xaiopt.space: zbox first layer, gamma on the conv groups,
 epsilon on the classifier) and the same inputs, timed side by side in one process:
 
-* xaiopt, as the worker runs it: ``explainer_for`` with ``--engine`` (default ``xaiopt``, xaiopt's
-  LRP engine with ``--lrp-cache-mb`` of kept forwards; ``zennit``: the composite registered once),
-  ``MetricContext`` with the cached clean logits and the per-worker cache (warmed by one trial, as
-  every trial after a worker's first);
+* xaiopt, as the worker runs it, one side per ``--engine`` (default both): ``explainer_for`` with
+  ``xaiopt`` (xaiopt's LRP engine with ``--lrp-cache-mb`` of kept forwards) or ``zennit`` (the
+  composite registered once), ``MetricContext`` with the cached clean logits and the per-worker cache
+  (warmed by one trial, as every trial after a worker's first), the model and batch in the worker's
+  layout (``--memory-format``, default ``auto``: channels-last on a CPU). The occlusion score memo
+  (``runtime.score_cache_mb``) stays off: the benchmark repeats one trial, whose images would all be
+  kept, while a study's trials share only some (docs/metrics.md);
 * Quantus, as a user runs it: an ``explain_func`` that builds the same composite from zennit's
   stock rules (``Gamma``, not xaiopt's ``FastGamma``) and, for a canonized explainer, zennit's own
   canonizer (``VGGCanonizer`` / ``ResNetCanonizer``), on every call, as the paper's code does;
@@ -33,6 +36,7 @@ weights on the benchmark images upsampled to 224x224 (masks too).
 from __future__ import annotations
 
 import argparse
+import copy
 import cProfile
 import io
 import os
@@ -43,11 +47,11 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from xaiopt.metrics import MetricContext, get_metric
 from xaiopt.metrics.batching import chunk_size
 from xaiopt.objective import explainer_for
+from xaiopt.objective.layout import as_layout, choose_layout
 from xaiopt.space import ExplainerSpec, resolve_groups
 from xaiopt.space.spec import GroupRule
 from xaiopt.zoo import load_dataset, load_model
@@ -250,10 +254,12 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile one xaiopt trial")
     parser.add_argument("--rules", action="store_true", help="only time the fast LRP rules against zennit's")
     parser.add_argument("--plain", action="store_true", help="an uncanonized explainer (default: canonized)")
-    parser.add_argument("--engine", choices=["xaiopt", "zennit"], default="xaiopt",
-                        help="runtime.engine of the xaiopt side (docs/lrp.md)")
+    parser.add_argument("--engine", choices=["xaiopt", "zennit"], nargs="+", default=["xaiopt", "zennit"],
+                        help="runtime.engine of the xaiopt sides, one side each (docs/lrp.md)")
     parser.add_argument("--lrp-cache-mb", type=float, default=1024.0,
                         help="runtime.lrp_cache_mb of the xaiopt side (0: no kept forwards)")
+    parser.add_argument("--memory-format", choices=["auto", "channels_last", "contiguous"], default="auto",
+                        help="runtime.memory_format of the xaiopt sides (Quantus and the floor run the model as given)")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -261,8 +267,9 @@ def main() -> None:
         rule_speedups(args.models, max(args.repeat, 3))
         return
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
-          f"load {os.getloadavg()[0]:.1f}, batch_budget {args.budget}, engine {args.engine}, "
-          f"lrp_cache_mb {args.lrp_cache_mb:g}")
+          f"load {os.getloadavg()[0]:.1f}, batch_budget {args.budget}, engines {' '.join(args.engine)}, "
+          f"lrp_cache_mb {args.lrp_cache_mb:g}, memory_format {args.memory_format}")
+    sides = [f"xaiopt:{e}" for e in args.engine] + ["quantus", "floor"]
     rows = []
     for name in args.models:
         n = args.n or (32 if name == "vgg" else 8)
@@ -281,41 +288,64 @@ def main() -> None:
             twin, twin_layers = model, layers
         with torch.no_grad():
             logits = model(x)  # the worker's cached clean logits
-        cache: dict = {}
+        # the worker's layout (xaiopt/objective/layout.py), on copies: Quantus and the floor get the model as given
+        worker_model = copy.deepcopy(twin)
+        fmt = choose_layout(args.memory_format, [worker_model], x)
+        wx, wmasks = as_layout(x, fmt), masks
         floor_cache: dict = {}
         floor_passes(model, x, y, rp, args.budget, {}, floor_cache)  # tunes its chunk size
-        lrp = {"engine": args.engine, "lrp_cache_mb": args.lrp_cache_mb}
-        xaiopt_trial(twin, twin_layers, spec, x, y, masks, low, high, logits, cache, args.budget, plan, {},
-                     **lrp)  # warm-up (and, with the engine's cache, the one recording of each input)
-        best = {"xaiopt": ({}, float("inf")), "quantus": ({}, float("inf")), "floor": ({}, float("inf"))}
+        caches: dict = {side: {} for side in sides}
+        values: dict = {}
+        for side in sides:
+            if side.startswith("xaiopt:"):
+                # warm-up (and, with the engine's cache, the one recording of each input)
+                values[side] = xaiopt_trial(worker_model, twin_layers, spec, wx, y, wmasks, low, high, logits,
+                                            caches[side], args.budget, plan, {}, engine=side.split(":")[1],
+                                            lrp_cache_mb=args.lrp_cache_mb)
+        best = {side: ({}, float("inf")) for side in sides}
         for rep in range(args.repeat):
-            for side in ("xaiopt", "quantus", "floor"):
+            for side in sides:
                 seconds: dict = {}
                 t = time.perf_counter()
-                if side == "xaiopt":
-                    with profiled(args.profile and rep == 0, f"xaiopt trial, {name}"):
-                        xaiopt_trial(twin, twin_layers, spec, x, y, masks, low, high, logits, cache, args.budget,
-                                     plan, seconds, **lrp)
+                if side.startswith("xaiopt:"):
+                    with profiled(args.profile and rep == 0 and side == sides[0], f"{side} trial, {name}"):
+                        xaiopt_trial(worker_model, twin_layers, spec, wx, y, wmasks, low, high, logits, caches[side],
+                                     args.budget, plan, seconds, engine=side.split(":")[1],
+                                     lrp_cache_mb=args.lrp_cache_mb)
                 elif side == "quantus":
-                    quantus_trial(model, layers, spec, x, y, masks, low, high, plan, seconds, canonizers)
+                    values[side] = quantus_trial(model, layers, spec, x, y, masks, low, high, plan, seconds,
+                                                 canonizers)
                 else:
                     floor_passes(model, x, y, rp, args.budget, seconds, floor_cache)
                 total = time.perf_counter() - t
                 if total < best[side][1]:
                     best[side] = (seconds, total)
-        (xs, xt), (qs, qt), (fs, ft) = best["xaiopt"], best["quantus"], best["floor"]
         kind = "canonized" if spec.canonize else "plain"
+        layout = "channels_last" if fmt is torch.channels_last else "contiguous"
         print(f"\n{name}: N={n}, {tuple(x.shape[1:])}, {kind} explainer, region perturbation patch {rp['patch_size']} / "
-              f"{rp['regions']} regions; seconds per trial (best of {args.repeat})")
-        print(f"  {'part':26s} {'xaiopt':>9s} {'quantus':>9s}")
+              f"{rp['regions']} regions, xaiopt sides {layout}; seconds per trial (best of {args.repeat})")
+        explainers = [s for s in sides if s.startswith("xaiopt:")]
+        print(f"  {'part':26s} " + " ".join(f"{s:>14s}" for s in explainers + ["quantus"])
+              + "   rel. diff of the mean, " + explainers[0] + " vs quantus")
         for key in ["attribution"] + [p[0] for p in plan]:
-            print(f"  {key:26s} {xs.get(key, 0):9.3f} {qs.get(key, 0):9.3f}")
+            diff = ""
+            if key in values.get("quantus", {}) and key in values.get(explainers[0], {}):
+                ours = float(values[explainers[0]][key].double().mean())
+                theirs = float(np.mean(values["quantus"][key]))
+                diff = f"{abs(ours - theirs) / max(abs(theirs), 1e-12):.1e}"
+            print(f"  {key:26s} " + " ".join(f"{best[s][0].get(key, 0):14.3f}" for s in explainers + ["quantus"])
+                  + f"   {diff}")
+        fs, ft = best["floor"]
         print(f"  floor: {fs['forward']:.3f}s forwards + {fs['gradient']:.3f}s gradient passes = {ft:.3f}s")
-        rows.append((name, n, xt, qt, ft))
-    print(f"\n| model | N | xaiopt s/trial | Quantus s/trial | Quantus / xaiopt | floor s | xaiopt / floor |")
-    print("|---|---|---|---|---|---|---|")
-    for name, n, xt, qt, ft in rows:
-        print(f"| {name} | {n} | {xt:.2f} | {qt:.2f} | {qt / xt:.1f}x | {ft:.2f} | {xt / ft:.2f} |")
+        rows.append((name, n, {s: best[s][1] for s in sides}))
+    explainers = [s for s in sides if s.startswith("xaiopt:")]
+    print("\n| model | N | " + " | ".join(f"{s} s/trial" for s in explainers) + " | Quantus s/trial | "
+          + " | ".join(f"Quantus / {s}" for s in explainers) + " | floor s | " + explainers[0] + " / floor |")
+    print("|---|---|" + "---|" * (2 * len(explainers) + 3))
+    for name, n, t in rows:
+        print(f"| {name} | {n} | " + " | ".join(f"{t[s]:.2f}" for s in explainers) + f" | {t['quantus']:.2f} | "
+              + " | ".join(f"{t['quantus'] / t[s]:.1f}x" for s in explainers)
+              + f" | {t['floor']:.2f} | {t[explainers[0]] / t['floor']:.2f} |")
 
 
 if __name__ == "__main__":

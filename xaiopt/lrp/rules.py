@@ -41,7 +41,7 @@ def stabilize(z: Tensor, epsilon: float) -> Tensor:
     Written with float arithmetic only: the shift is exactly ``+-eps`` (``2 eps - eps = eps``), then
     added to ``z``. On CPUs a select between floats by a bool mask (``torch.where``, ``masked_fill``,
     a float times a bool) runs 5-8x slower than a float add on the same tensor, so the rules below
-    turn masks into float 0/1 tensors once and multiply.
+    build their masks from ``sign(y)`` with float arithmetic and multiply.
     """
     shift = (z >= 0).to(z.dtype).mul_(2.0 * epsilon).sub_(epsilon)
     return shift.add_(z)
@@ -51,17 +51,6 @@ def _stabilize_(z: Tensor, epsilon: float) -> Tensor:
     """:func:`stabilize` in place on ``z`` (a tensor the caller owns)."""
     shift = (z >= 0).to(z.dtype).mul_(2.0 * epsilon).sub_(epsilon)
     return z.add_(shift)
-
-
-def _float_mask(mask: Tensor, like: Tensor) -> Tensor:
-    return mask.to(like.dtype)
-
-
-def _sign_masks(site: Site) -> tuple[Tensor, Tensor]:
-    """``([y > 0], [y < 0])`` as float 0/1 tensors (kept with the site's forward)."""
-    y = site.output()
-    return (site.memo("positive_f", lambda: _float_mask(y > 0, y)),
-            site.memo("negative_f", lambda: _float_mask(y < 0, y)))
 
 
 def _masked_quotient_(grad: Tensor, denominator: Tensor, mask: Tensor, outside: Tensor) -> Tensor:
@@ -76,10 +65,6 @@ def _input_parts(site: Site) -> tuple[Tensor, Tensor]:
     """``(x+, x-)`` of the site's input (kept with the forward)."""
     x = site.input()
     return site.memo("x_plus", lambda: x.clamp(min=0)), site.memo("x_minus", lambda: x.clamp(max=0))
-
-
-def _outside(site: Site, mask: Tensor, key: str) -> Tensor:
-    return site.memo(key, lambda: 1.0 - mask)
 
 
 class LrpRule:
@@ -191,9 +176,12 @@ class Gamma(LrpRule):
         zn = torch.add(c, site.memo("gamma_dn", slope_negative), alpha=g)
         if site.derived is not None:
             site.derived.pop("gamma_u", None)  # only needed to build the slopes
-        positive, negative = _sign_masks(site)
-        sp = _masked_quotient_(grad, _stabilize_(zp, STABILIZER), positive, _outside(site, positive, "outside_p"))
-        sn = _masked_quotient_(grad, _stabilize_(zn, STABILIZER), negative, _outside(site, negative, "outside_n"))
+        # the masks [y > 0], [y < 0] from sign(y) in float arithmetic, per call (not kept: c, D+ and D-
+        # are already three tensors of the layer's output size)
+        sign = torch.sign(site.output())
+        positive, negative = sign.clamp(min=0), sign.clamp(max=0).neg_()
+        sp = _masked_quotient_(grad, _stabilize_(zp, STABILIZER), positive, 1.0 - positive)
+        sn = _masked_quotient_(grad, _stabilize_(zn, STABILIZER), negative, 1.0 - negative)
         xp, xn = _input_parts(site)
         a_sp, b_sp = linear_part_t_pair(module, sp, wa, wb, x.shape)
         b_sn, a_sn = linear_part_t_pair(module, sn, wb, wa, x.shape)
@@ -203,17 +191,20 @@ class Gamma(LrpRule):
         # x >= 0: fw(x, A) = y + g (lin(x, W+) + b+) >= y where y > 0 and fw(x, B) = y + g (lin(x, W-) + b-)
         # <= y where y < 0, so each output needs the denominator of its own sign only, and the
         # stabilizer's sign is known: z = (y +- eps) + g * (lin(x, W+-) + b+-), the sign that of y.
-        # Where y = 0 neither term counts; z is set to 1 there (base 1, chosen 0), so that the
-        # quotient is finite and the float masks zero it. base, chosen and the masks do not depend on
-        # gamma: a kept forward keeps them, and a trial runs one add, one division, two products.
+        # base = y +- eps and chosen = lin(x, W+-) + b+- do not depend on gamma (a kept forward keeps
+        # them); where y = 0 neither term counts: base is +inf there, so the quotient s is 0.
+        # With D = sign(y) (0 where s is 0 anyway) and [y<0] = (1 - D) / 2 there,
+        #   A^T [y>0] s + B^T [y<0] s = W^T (s + g [y<0] s) + g W+^T (D s),
+        # two transposed products of gamma-independent weights and no masks kept.
         module = site.module
-        x = site.input()
-        positive, negative = _sign_masks(site)
+        x, y = site.input(), site.output()
+
+        sign = torch.sign(y)  # float arithmetic throughout: no bool selects (see stabilize)
 
         def base():
-            y = site.output()
-            # y + eps on y > 0, y - eps on y < 0 (exactly), 1 on y = 0
-            return (y + (positive - negative).mul_(STABILIZER)).add_(1.0 - positive - negative)
+            # (y + eps sign(y) + [y = 0]) / |sign(y)|: exactly y +- eps, and 1 / 0 = +inf where y = 0
+            nonzero = sign.abs()
+            return torch.add(y, sign, alpha=STABILIZER).add_(1.0 - nonzero).div_(nonzero)
 
         def chosen():
             lin_p = _positive_part(site, keep=False)
@@ -222,12 +213,17 @@ class Gamma(LrpRule):
             if b is not None:
                 lin_p = lin_p + _bias_like_output(module, b.clamp(min=0), lin_p)
                 lin_n = lin_n + _bias_like_output(module, b.clamp(max=0), lin_n)
-            return lin_p.mul_(positive).add_(lin_n.mul_(negative))
+            # lin_p where y > 0, lin_n where y < 0, 0 where y = 0
+            return lin_p.mul_(sign.clamp(min=0)).sub_(lin_n.mul_(sign.clamp(max=0)))
 
-        z = torch.add(site.memo("gamma_base", base), site.memo("gamma_chosen", chosen), alpha=self.gamma)
+        g = self.gamma
+        z = torch.add(site.memo("gamma_base", base), site.memo("gamma_chosen", chosen), alpha=g)
         s = torch.div(grad, z, out=z)
-        relevance = linear_part_t(module, s * positive, wa, x.shape)
-        relevance.add_(linear_part_t(module, s.mul_(negative), wb, x.shape))
+        signed = sign.mul_(s)
+        plain = torch.sub(s, signed).mul_(0.5 * g).add_(s)  # s + g [y<0] s
+        w = module.weight
+        relevance = linear_part_t(module, plain, w, x.shape)
+        relevance.add_(linear_part_t(module, signed, w.clamp(min=0), x.shape), alpha=g)
         return relevance.mul_(x)
 
 
