@@ -128,8 +128,13 @@ def test_budget_bounds_the_cache(setup, caplog):
     size = one.used_bytes()
     small = ForwardCache(budget_mb=1.5 * size / 2**20, idle_lookups=3)
     _explain(model, layers, x[:2], spec, small)
-    _explain(model, layers, x[1:], spec, small)  # another input: not kept, the first stays
-    assert len(small) == 1 and small.stats.full == 1 and small.stats.evictions == 0
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="xaiopt.lrp.cache"):
+        _explain(model, layers, x[1:], spec, small)  # another input: not kept, the first stays
+        _explain(model, layers, x[1:], spec, small)
+    assert len(small) == 1 and small.stats.full == 2 and small.stats.evictions == 0
+    told = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+    assert len(told) == 1 and "runtime.lrp_cache_mb" in told[0] and "is full with 1 recorded forwards" in told[0]
     assert _misses_after(small, lambda: _explain(model, layers, x[:2], spec, small)) == 0
     for _ in range(4):  # the kept input goes unused for more than idle_lookups lookups
         _explain(model, layers, x[1:], spec, small)

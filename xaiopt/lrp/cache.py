@@ -89,6 +89,7 @@ class ForwardCache:
         self._entries: OrderedDict[tuple, Recorded] = OrderedDict()
         self._last_use: dict[tuple, int] = {}
         self._clock = 0
+        self._told = False
 
     @property
     def budget_bytes(self) -> int:
@@ -123,6 +124,9 @@ class ForwardCache:
             self.stats.too_large += 1
             logger.debug("LRP forward cache: a forward of %.1f MB exceeds the budget of %.1f MB; not kept",
                          entry.base_bytes / 2**20, self.budget_mb)
+            self._tell_once(f"LRP forward cache: one recorded forward takes {entry.base_bytes / 2**20:.0f} MB, more "
+                            f"than runtime.lrp_cache_mb {self.budget_mb:g}; every explanation runs its forward "
+                            f"(a smaller runtime.batch_budget or a larger runtime.lrp_cache_mb would keep them)")
         return fits
 
     def store(self, key: tuple, entry: Recorded) -> bool:
@@ -141,11 +145,21 @@ class ForwardCache:
             self.stats.full += 1
             logger.debug("LRP forward cache full (%.1f of %.1f MB): a forward of %.1f MB is not kept",
                          self.used_bytes() / 2**20, self.budget_mb, size / 2**20)
+            self._tell_once(
+                f"LRP forward cache: runtime.lrp_cache_mb {self.budget_mb:g} is full with {len(self)} recorded "
+                f"forwards ({self.used_bytes() / 2**20:.0f} MB); forwards of {size / 2**20:.0f} MB each that do not "
+                f"fit are recomputed every trial; a larger runtime.lrp_cache_mb keeps them")
             return False
         self._entries[key] = entry
         self._last_use[key] = self._clock
         entry.kept = True
         return True
+
+    def _tell_once(self, message: str) -> None:
+        """One INFO line per cache, the first time forwards are not kept for lack of room."""
+        if not self._told:
+            self._told = True
+            logger.info(message)
 
     def _drop(self, key: tuple) -> None:
         self._entries.pop(key, None)
