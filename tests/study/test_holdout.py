@@ -89,7 +89,9 @@ def test_no_held_out_sample_reaches_the_model_during_the_search(tmp_path, poison
     assert len(complete) == 4
     # every score stands on the 8 search samples, and the model saw many rows, none of them held out
     assert all(len(per_sample_scores(t)["sparseness"]) == 8 for t in complete)
-    assert Seen.rows > 150 and Seen.poisoned == 0, (Seen.rows, Seen.poisoned)
+    # (the count is a sanity check that the watch saw the passes: kept LRP forwards and kept
+    # occlusion scores spare some of them, 125 rows here, 150+ without)
+    assert Seen.rows > 100 and Seen.poisoned == 0, (Seen.rows, Seen.poisoned)
     # the detector works: validation does show the (poisoned) held-out samples to the model
     from xaiopt.study.holdout import holdout_evaluator
 
