@@ -9,6 +9,7 @@ model, changed weights or another input can never be served a kept result.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
@@ -36,3 +37,16 @@ def tensor_fingerprint(x: Tensor) -> tuple:
     """Shape, dtype, device and a BLAKE2b digest of the bytes of ``x``."""
     data = x.detach().contiguous().reshape(-1).view(torch.uint8).cpu().numpy()
     return (tuple(x.shape), x.dtype, str(x.device), hashlib.blake2b(data.tobytes(), digest_size=32).hexdigest())
+
+
+@dataclass
+class HitCounts:
+    """Lookups of a cross-trial cache that found what they looked for, and those that did not."""
+
+    hits: int = 0
+    misses: int = 0
+
+    @property
+    def hit_rate(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0

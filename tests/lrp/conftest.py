@@ -53,3 +53,15 @@ def randomize_batch_norms(model: nn.Module, seed: int = 0) -> nn.Module:
 
 def bounds(x: torch.Tensor):
     return x.amin(dim=(0, 2, 3), keepdim=True), x.amax(dim=(0, 2, 3), keepdim=True)
+
+
+def benchmark_float64(family: str, n: int, seed: int):
+    """A benchmark family with random weights and batch-norm statistics in float64, its 3 layer groups
+    and ``n`` random 32x32 images."""
+    from xaiopt.space import resolve_groups
+    from xaiopt.zoo.benchmark_models import build_benchmark_model
+
+    torch.manual_seed(0)
+    model = randomize_batch_norms(build_benchmark_model(family)).double().eval()
+    x = torch.randn(n, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+    return model, resolve_groups(model, x[:1], 3), x

@@ -11,9 +11,8 @@ import torch
 from xaiopt.canonize import canonize
 from xaiopt.lrp import ForwardCache, LrpExplainer
 from xaiopt.space import resolve_groups
-from xaiopt.zoo.benchmark_models import build_benchmark_model
 
-from .conftest import bounds, randomize_batch_norms, spec_for, zennit_relevance
+from .conftest import benchmark_float64, bounds, spec_for, zennit_relevance
 
 SPECS = [("gamma", 0.25, "zbox"), ("epsilon", 0.1, "flat"), ("alpha2beta1", None, "wsquare"),
          ("gamma", 1.0, "same"), ("zplus", None, "zbox")]
@@ -21,10 +20,7 @@ SPECS = [("gamma", 0.25, "zbox"), ("epsilon", 0.1, "flat"), ("alpha2beta1", None
 
 @pytest.fixture(scope="module")
 def setup():
-    torch.manual_seed(0)
-    model = randomize_batch_norms(build_benchmark_model("resnet")).double().eval()
-    x = torch.randn(3, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(7))
-    return model, resolve_groups(model, x[:1], 3), x
+    return benchmark_float64("resnet", 3, 7)
 
 
 def _explain(model, layers, x, spec, cache, targets=None):

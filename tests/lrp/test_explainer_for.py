@@ -7,19 +7,15 @@ from zennit.rules import Epsilon
 from xaiopt.errors import ConfigError
 from xaiopt.lrp import LrpExplainer, shared_cache
 from xaiopt.objective.explain import Explainer, explainer_for
-from xaiopt.space import register_rule, resolve_groups
+from xaiopt.space import register_rule
 from xaiopt.space.rules import _RULES
-from xaiopt.zoo.benchmark_models import build_benchmark_model
 
-from .conftest import bounds, randomize_batch_norms, spec_for
+from .conftest import benchmark_float64, bounds, spec_for
 
 
 @pytest.fixture(scope="module")
 def vgg():
-    torch.manual_seed(0)
-    model = randomize_batch_norms(build_benchmark_model("vgg")).double().eval()
-    x = torch.randn(2, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    return model, resolve_groups(model, x[:1], 3), x
+    return benchmark_float64("vgg", 2, 1)
 
 
 def _run(engine, spec, model, layers, x, **kw):

@@ -14,9 +14,8 @@ from xaiopt.errors import ConfigError
 from xaiopt.lrp import ForwardCache, LrpExplainer
 from xaiopt.objective.explain import explainer_for
 from xaiopt.space import resolve_groups
-from xaiopt.zoo.benchmark_models import build_benchmark_model
 
-from .conftest import TOLERANCE, bounds, randomize_batch_norms, spec_for
+from .conftest import TOLERANCE, benchmark_float64, bounds, spec_for
 
 TARGETS = torch.tensor([0, 1, 3])
 # a ReLU (Pass rule), the max pool after it (no rule), a conv (its group's rule), a linear layer
@@ -25,10 +24,7 @@ VGG_LAYERS = ["features.10", "features.11", "features.8", "classifier.0"]
 
 @pytest.fixture(scope="module")
 def vgg():
-    torch.manual_seed(0)
-    model = randomize_batch_norms(build_benchmark_model("vgg")).double().eval()
-    x = torch.randn(3, 3, 32, 32, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    return model, resolve_groups(model, x[:1], 3), x
+    return benchmark_float64("vgg", 3, 1)
 
 
 def zennit_at(spec, model, layers, x, targets, names):

@@ -6,10 +6,9 @@ import torch
 from torch import nn
 
 from xaiopt.canonize import canonize
+from xaiopt.lrp.cache import ForwardCache
 from xaiopt.space import ExplainerSpec, GroupRule, LayerGroups, resolve_groups
 from xaiopt.zoo.benchmark_models import build_benchmark_model
-
-from xaiopt.lrp.cache import ForwardCache
 
 from .conftest import (
     assert_engine_equals_zennit,

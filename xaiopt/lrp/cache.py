@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 
 from torch import Tensor, nn
 
+from xaiopt.fingerprint import HitCounts, tensor_fingerprint
+
 # the keys (re-exported: the engine and the tests take them from here)
 from xaiopt.fingerprint import model_fingerprint as model_fingerprint
-from xaiopt.fingerprint import tensor_fingerprint
 from xaiopt.lrp.recorder import RuleBoard
 from xaiopt.lrp.site import Site
 
@@ -64,17 +65,10 @@ class Recorded:
 
 
 @dataclass
-class CacheStats:
-    hits: int = 0
-    misses: int = 0
+class CacheStats(HitCounts):
     evictions: int = 0
     too_large: int = 0
     full: int = 0
-
-    @property
-    def hit_rate(self) -> float:
-        total = self.hits + self.misses
-        return self.hits / total if total else 0.0
 
 
 @dataclass

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from xaiopt.fingerprint import model_fingerprint, tensor_fingerprint
+from xaiopt.fingerprint import HitCounts, model_fingerprint, tensor_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -53,15 +53,8 @@ class _Table:
 
 
 @dataclass
-class MemoStats:
-    hits: int = 0
-    misses: int = 0
+class MemoStats(HitCounts):
     not_kept: int = 0
-
-    @property
-    def hit_rate(self) -> float:
-        total = self.hits + self.misses
-        return self.hits / total if total else 0.0
 
 
 @dataclass
