@@ -217,8 +217,18 @@ class Gamma(LrpRule):
             return lin_p.mul_(sign.clamp(min=0)).sub_(lin_n.mul_(sign.clamp(max=0)))
 
         g = self.gamma
-        z = torch.add(site.memo("gamma_base", base), site.memo("gamma_chosen", chosen), alpha=g)
-        s = torch.div(grad, z, out=z)
+        if site.derived is None and type(module) in _PLAIN_AFFINE:
+            # nothing is kept: with L(0) = b, lin(x, W-) + b- = y - lin(x, W+) - b+, so with
+            # t = eps + g (lin(x, W+) + b+) >= eps:  z = y + sign(y) t + g min(y, 0), and 1 where y = 0
+            b = _bias(module)
+            shift = STABILIZER if b is None else _bias_like_output(module, STABILIZER + g * b.clamp(min=0), y)
+            nonzero = sign.abs()
+            z = torch.add(shift, _positive_part(site, keep=False), alpha=g).mul_(sign)
+            z = torch.add(z, y.clamp(max=0), alpha=g).add_(y).add_(1.0 - nonzero)
+            s = torch.div(grad, z, out=z).mul_(nonzero)
+        else:
+            z = torch.add(site.memo("gamma_base", base), site.memo("gamma_chosen", chosen), alpha=g)
+            s = torch.div(grad, z, out=z)
         signed = sign.mul_(s)
         plain = torch.sub(s, signed).mul_(0.5 * g).add_(s)  # s + g [y<0] s
         w = module.weight

@@ -49,7 +49,9 @@ class Site:
 
     def nonnegative(self) -> bool:
         if self._nonneg is None:
-            self._nonneg = not bool((self.input() < 0).any())
+            x = self.input()
+            # a reduction, not a bool tensor: (x < 0).any() is about 10x slower on CPUs
+            self._nonneg = x.numel() == 0 or not bool(x.amin() < 0)
         return self._nonneg
 
     def memo(self, key: str, compute: Callable[[], Tensor]) -> Tensor:

@@ -51,7 +51,7 @@ class _NonNegativeShortcut:
     def backward(self, module, grad_input, grad_output):
         original_input = self.stored_tensors["input"][0]
         gated = self._uses_gates()
-        if (gated and "positive" not in self.stored_tensors) or bool((original_input < 0).any()):
+        if (gated and "positive" not in self.stored_tensors) or bool(original_input.amin() < 0):
             return super().backward(module, grad_input, grad_output)
         out_grad = grad_output[0]
         inp = original_input.detach().clone().requires_grad_()
