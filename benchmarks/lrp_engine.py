@@ -12,7 +12,7 @@ round by round (so drifting machine load hits all of them alike), with one torch
 The spec is zennit's EpsilonGammaBox shape: z-box first layer, gamma in the conv groups, epsilon
 in the classifier. Reported: the median seconds of each and its ratio to ``gradient``, for each
 ``--memory-format`` (model and images contiguous, and channels-last, the layout a worker picks on
-a CPU; every side in the same layout).
+a CPU; every side in the same layout), on ``--device`` (default cpu; ``cuda`` where there is one).
 
     .venv/bin/python benchmarks/lrp_engine.py                 # both models, 5 rounds
     .venv/bin/python benchmarks/lrp_engine.py --rounds 9 --models vgg
@@ -48,9 +48,16 @@ def _gradient(model, x, targets):
     return g
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def _timed(fn) -> float:
+    _sync()
     t = time.perf_counter()
     fn()
+    _sync()
     return time.perf_counter() - t
 
 
@@ -99,7 +106,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--memory-format", nargs="+", default=["contiguous", "channels_last"],
                         choices=["contiguous", "channels_last"])
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (the same table on that device)")
     args = parser.parse_args()
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA device here")
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     for name in args.models:
@@ -113,8 +124,8 @@ def main() -> None:
             label = "torchvision ResNet-18 (random weights)"
         for fmt in args.memory_format:
             layout = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
-            measure(f"{label}, {fmt}", model.to(memory_format=layout), x.contiguous(memory_format=layout),
-                    args.rounds)
+            measure(f"{label}, {fmt}, {device}", model.to(device).to(memory_format=layout),
+                    x.to(device).contiguous(memory_format=layout), args.rounds)
 
 
 if __name__ == "__main__":
