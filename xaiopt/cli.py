@@ -56,7 +56,8 @@ def _device(p: argparse.ArgumentParser) -> None:
 
 
 def _storage(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--storage", help="database URL (default: $XAIOPT_STORAGE or sqlite:///xaiopt.db)")
+    p.add_argument("--storage", help="database URL (default: $XAIOPT_STORAGE or sqlite:///xaiopt.db); "
+                   "$XAIOPT_STORAGE_RETRY_SECONDS bounds the wait for an unreachable database server")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -472,6 +473,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("xaiopt: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        # an outage that surfaced through a library's own error handling is still one line, not a traceback
+        from xaiopt.study.resilient import outage_behind
+
+        gone = outage_behind(err)
+        if gone is None:
+            raise
+        print(f"xaiopt: error: {one_line(_scrub(str(gone), args))}", file=sys.stderr)
+        return gone.exit_code
     return 0
 
 

@@ -1,8 +1,10 @@
 """Malformed configs and command lines, generated: each is one line on stderr, exit 2, nothing written.
 
 Every generated config carries at least one certain mistake (a key the schema does not have, a
-value of the wrong type, a top level that is not a mapping, or bytes that are not a YAML text),
-so no case can slip through to a real study; the storage file must not appear. Cases are
+value of the wrong type, a top level that is not a mapping, bytes that are not a YAML text, or a
+complete study whose rule, metric, sampler or model name no registry knows), so no case can slip
+through to a real study; the storage file must not appear. Both commands that read a study YAML
+get them: `study create CONFIG` and `run CONFIG` (which would also optimize and plot). Cases are
 derandomized, so a CI failure reproduces.
 """
 
@@ -42,10 +44,44 @@ wrong_for_a_section = st.one_of(st.integers(), st.floats(allow_nan=False), st.li
                                 st.text(min_size=1).filter(lambda s: s.strip()))
 
 
+# a complete study but for one name; every registry name is lower case without an "x_" prefix, and
+# each of these mistakes is found before a model is loaded (so no case trains the benchmark CNN)
+COMPLETE = {"name": "fuzz", "seed": 1, "device": "cpu", "model": {"name": "benchmark:vgg"},
+            "data": {"name": "benchmark", "n_samples": 4},
+            "space": {"canonize": [True, False], "first_layer": ["same", "flat"], "layer_groups": 2,
+                      "rules": ["zplus", "epsilon"]},
+            "metrics": ["sparseness"], "sampler": {"name": "random"}}
+unknown = st.text(alphabet="abcdefgh_0123", min_size=1, max_size=8).map(lambda s: "x_" + s)
+
+
+@st.composite
+def unknown_names(draw) -> dict:
+    cfg = {**COMPLETE, "space": dict(COMPLETE["space"])}
+    name = draw(unknown)
+    where = draw(st.sampled_from(["rule", "first_layer", "metric", "metric_entry", "sampler", "model", "model_form"]))
+    if where == "rule":
+        cfg["space"]["rules"] = draw(st.permutations(["zplus", "epsilon", name]))
+    elif where == "first_layer":
+        cfg["space"]["first_layer"] = ["same", name]
+    elif where == "metric":
+        cfg["metrics"] = draw(st.permutations(["sparseness", name]))
+    elif where == "metric_entry":
+        cfg["metrics"] = ["sparseness", {"name": name}]
+    elif where == "sampler":
+        cfg["sampler"] = draw(st.sampled_from([name, {"name": name}]))
+    elif where == "model":
+        cfg["model"] = {"name": f"benchmark:{name}"}
+    else:
+        cfg["model"] = {"name": name}
+    return cfg
+
+
 @st.composite
 def malformed_configs(draw) -> bytes:
     kind = draw(st.sampled_from(["unknown_top", "unknown_field", "wrong_section", "not_a_mapping", "binary",
-                                 "truncated"]))
+                                 "truncated", "unknown_name"]))
+    if kind == "unknown_name":
+        return yaml.safe_dump(draw(unknown_names())).encode()
     base = {"name": draw(st.text(min_size=1, max_size=20).filter(str.strip))}
     for section in draw(st.lists(st.sampled_from(SECTIONS), max_size=3, unique=True)):
         base[section] = {f: draw(values) for f in draw(st.lists(st.sampled_from(FIELDS[section]), max_size=3,
@@ -73,11 +109,11 @@ def malformed_configs(draw) -> bytes:
     return text
 
 
-def _run(argv: list[str]) -> tuple[int, str]:
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+def _run(argv: list[str]) -> tuple[int, str, str]:
+    err, out = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
         code = main(argv)
-    return code, err.getvalue()
+    return code, err.getvalue(), out.getvalue()
 
 
 @SETTINGS
@@ -87,12 +123,36 @@ def test_a_malformed_config_is_one_line_and_creates_nothing(content):
         path = Path(tmp) / "study.yaml"
         path.write_bytes(content)
         db = Path(tmp) / "s.db"
-        code, err = _run(["study", "create", str(path), "--storage", f"sqlite:///{db}"])
+        code, err, _ = _run(["study", "create", str(path), "--storage", f"sqlite:///{db}"])
         assert code == 2, (content, err)
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("xaiopt: error: "), (content, err)
         assert not db.exists() and sorted(os.listdir(tmp)) == ["study.yaml"]
     count("malformed study configs (study create)")
+
+
+@SETTINGS
+@given(malformed_configs(), st.booleans())
+def test_run_of_a_malformed_config_is_one_error_line_and_writes_nothing(content, progress):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "study.yaml"
+        path.write_bytes(content)
+        here = os.getcwd()
+        os.chdir(tmp)  # whatever run would write by default (a storage, artifacts) would land here
+        try:
+            code, err, out = _run(["run", str(path), "--storage", f"sqlite:///{Path(tmp) / 's.db'}", "--n-trials", "1",
+                              "--plot", str(Path(tmp) / "front.html"), *([] if progress else ["--no-progress"])])
+        finally:
+            os.chdir(here)
+        assert code == 2, (content, err)
+        lines = err.strip().splitlines()
+        # set-up steps may come first as progress lines; the mistake is the one last line
+        assert lines and lines[-1].startswith("xaiopt: error: "), (content, err)
+        assert all(line.startswith("xaiopt: [") for line in lines[:-1]), (content, err)
+        assert progress or len(lines) == 1, (content, err)
+        assert out == "", (content, out)  # no front printed
+        assert sorted(os.listdir(tmp)) == ["study.yaml"], (content, os.listdir(tmp))
+    count("malformed study configs (run)")
 
 
 COMMANDS = [["study", "create"], ["study", "pareto"], ["study", "recommend"], ["study", "validate"],
@@ -113,7 +173,7 @@ def test_a_malformed_command_line_is_one_line_and_writes_nothing(command, rest):
         here = os.getcwd()
         os.chdir(tmp)  # the default storage (sqlite:///xaiopt.db) would be created here
         try:
-            code, err = _run([*command, *rest, "--storage", f"sqlite:///{Path(tmp) / 'none' / 'x.db'}"])
+            code, err, _ = _run([*command, *rest, "--storage", f"sqlite:///{Path(tmp) / 'none' / 'x.db'}"])
         finally:
             os.chdir(here)
         assert code == 2, (command, rest, err)

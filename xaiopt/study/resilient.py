@@ -3,7 +3,9 @@
 A database restart, a failover or dropped connections must not stop a fleet of workers. Every
 storage call (trial writes, reads, heartbeats) that fails because the database cannot be reached
 is retried with exponential backoff (0.5 s doubling to 8 s, jittered) for up to ``retry_seconds``
-(``runtime.storage_retry_seconds``). The first failure prints one line, and the first success
+(a study's workers: ``runtime.storage_retry_seconds``; every other command, and opening the storage
+before a study's config can be read: ``$XAIOPT_STORAGE_RETRY_SECONDS``, default 180 s; ``setting``
+names which, in both lines). The first failure prints one line, and the first success
 after it prints one line; past the time the call raises :class:`StorageUnavailable` (one line,
 exit 75), and the running trial is re-queued by the other workers' heartbeat check.
 
@@ -31,7 +33,7 @@ import random
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import optuna
@@ -44,6 +46,8 @@ from xaiopt.errors import StudyError
 log = logging.getLogger(__name__)
 
 DEFAULT_RETRY_SECONDS = 180.0
+RETRY_ENV = "XAIOPT_STORAGE_RETRY_SECONDS"
+CONFIG_SETTING = "runtime.storage_retry_seconds"
 FIRST_WAIT, LONGEST_WAIT = 0.5, 8.0
 
 
@@ -53,21 +57,25 @@ class StorageUnavailable(StudyError):
     exit_code = 75  # EX_TEMPFAIL: a supervisor may restart the worker later
 
 
-def is_connection_error(err: BaseException) -> bool:
-    """Whether ``err`` (or what caused it) is the database being unreachable, not a bad request."""
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """``err`` and what caused it, each once."""
     seen: set[int] = set()
     e: BaseException | None = err
     while e is not None and id(e) not in seen:
         seen.add(id(e))
-        if isinstance(e, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
-                          sa_exc.PendingRollbackError)):
-            return True
-        if isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated:
-            return True
-        if isinstance(e, sa_exc.TimeoutError):  # the pool waited for a connection in vain
-            return True
+        yield e
         e = e.__cause__ or e.__context__
-    return False
+
+
+def _unreachable(e: BaseException) -> bool:
+    return (isinstance(e, (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
+                           sa_exc.PendingRollbackError, sa_exc.TimeoutError))  # TimeoutError: the pool waited in vain
+            or (isinstance(e, sa_exc.DBAPIError) and e.connection_invalidated))
+
+
+def is_connection_error(err: BaseException) -> bool:
+    """Whether ``err`` (or what caused it) is the database being unreachable, not a bad request."""
+    return any(_unreachable(e) for e in _chain(err))
 
 
 def _first_line(err: BaseException) -> str:
@@ -81,8 +89,10 @@ def _first_line(err: BaseException) -> str:
 class _Outage:
     """Shared by every thread of the process (the trial and its heartbeat thread): one pair of lines per outage."""
 
-    def __init__(self, retry_seconds: float, say: Callable[[str], None], scrub: Callable[[str], str]):
+    def __init__(self, retry_seconds: float, say: Callable[[str], None], scrub: Callable[[str], str],
+                 setting: str | None):
         self.retry_seconds = retry_seconds
+        self.setting = setting
         self.say = say
         self.scrub = scrub
         self.lock = threading.Lock()
@@ -94,8 +104,9 @@ class _Outage:
         with self.lock:
             if self.since is None:
                 self.since = time.monotonic()
+                where = self.setting or f"the default; {RETRY_ENV} changes it"
                 self.say(f"xaiopt: the database is unreachable ({self.scrub(_first_line(err))}); retrying for up to "
-                         f"{self.retry_seconds:g} s")
+                         f"{self.retry_seconds:g} s ({where})")
 
     def succeeded(self) -> None:
         if self.since is None:  # the common case, without taking the lock
@@ -115,9 +126,11 @@ class _Outage:
         with self.lock:
             if self.given_up is None:
                 waited = 0.0 if self.since is None else time.monotonic() - self.since
+                where = (f"{self.setting} = {self.retry_seconds:g}" if self.setting else
+                         f"the default {self.retry_seconds:g} s; {RETRY_ENV} changes it")
                 self.given_up = StorageUnavailable(
-                    f"storage: the database stayed unreachable for {waited:.0f} s (runtime.storage_retry_seconds "
-                    f"= {self.retry_seconds:g}): {self.scrub(_first_line(err))}")
+                    f"storage: the database stayed unreachable for {waited:.0f} s ({where}): "
+                    f"{self.scrub(_first_line(err))}")
             return self.given_up
 
 
@@ -131,10 +144,10 @@ def _retrying(name: str) -> Callable[..., Any]:
 
 
 def wait_for(build: Callable[[], Any], *, retry_seconds: float, say: Callable[[str], None] | None = None,
-             scrub: Callable[[str], str] = lambda s: s) -> Any:
+             scrub: Callable[[str], str] = lambda s: s, setting: str | None = CONFIG_SETTING) -> Any:
     """``build()``, retried like a storage call while the database is unreachable (opening a storage)."""
     holder = _ResilientBase.__new__(_ResilientBase)
-    holder._outage = _Outage(retry_seconds, say or _say, scrub)
+    holder._outage = _Outage(retry_seconds, say or _say, scrub, setting)
     return holder._retry(build, name="open")
 
 
@@ -146,11 +159,12 @@ class _ResilientBase:
     """The retry loop; the storage methods are generated below (:class:`ResilientStorage`)."""
 
     def __init__(self, inner: RDBStorage, *, retry_seconds: float = DEFAULT_RETRY_SECONDS,
-                 say: Callable[[str], None] | None = None, scrub: Callable[[str], str] = lambda s: s):
+                 say: Callable[[str], None] | None = None, scrub: Callable[[str], str] = lambda s: s,
+                 setting: str | None = CONFIG_SETTING):
         if retry_seconds < 0:
             raise ValueError(f"retry_seconds must be >= 0, got {retry_seconds}")
         self._inner = inner
-        self._outage = _Outage(retry_seconds, say or _say, scrub)
+        self._outage = _Outage(retry_seconds, say or _say, scrub, setting)
 
     def __getattr__(self, name: str) -> Any:  # engine, url, ...: the inner storage's
         return getattr(self._inner, name)
@@ -251,6 +265,18 @@ ResilientStorage = type(
     {"__module__": __name__, "__doc__": __doc__.split("\n\n")[0],
      **{n: _retrying(n) for n in _METHODS if n not in vars(_ResilientBase)}},
 )
+
+
+def outage_behind(err: BaseException) -> StorageUnavailable | None:
+    """The outage that ``err`` comes from, if any: a :class:`StorageUnavailable` somewhere in its chain (an
+    error Optuna raised while it handled the outage), or a connection error that no retry wrapped."""
+    chain = list(_chain(err))
+    gone = next((e for e in chain if isinstance(e, StorageUnavailable)), None)
+    if gone is not None:
+        return gone
+    cause = next((e for e in chain if _unreachable(e)), None)
+    return None if cause is None else StorageUnavailable(f"storage: the database connection failed: "
+                                                         f"{_first_line(cause)}")
 
 
 def raise_if_gave_up(storage: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import math
 import os
 import socket
 import time
@@ -17,7 +18,15 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 
-from xaiopt.errors import StudyError
+from xaiopt.errors import ConfigError, StudyError
+from xaiopt.study.resilient import (
+    CONFIG_SETTING,
+    DEFAULT_RETRY_SECONDS,
+    RETRY_ENV,
+    ResilientStorage,
+    is_connection_error,
+    wait_for,
+)
 
 DEFAULT_STORAGE = "sqlite:///xaiopt.db"
 STORAGE_ENV = "XAIOPT_STORAGE"
@@ -26,6 +35,20 @@ STORAGE_ENV = "XAIOPT_STORAGE"
 def default_storage_url() -> str:
     """``$XAIOPT_STORAGE`` if set, else ``sqlite:///xaiopt.db`` in the working directory."""
     return os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+
+
+def env_retry_seconds() -> float | None:
+    """``$XAIOPT_STORAGE_RETRY_SECONDS`` as seconds, None when unset; a value that is not a number >= 0 is one line."""
+    raw = os.environ.get(RETRY_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        seconds = math.nan
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"{RETRY_ENV}: {raw!r} is not a number of seconds (valid: a number >= 0, e.g. 30)")
+    return seconds
 
 
 def is_sqlite(url: str) -> bool:
@@ -57,9 +80,10 @@ def open_storage(url: str | None, *, heartbeat_interval: int | None = None, must
 
     A database server's storage (not SQLite) comes wrapped in a
     :class:`~xaiopt.study.resilient.ResilientStorage`: every call waits out an unreachable
-    database for up to ``retry_seconds`` (default 180). With ``retry_seconds`` given, opening the
-    storage waits out an outage too (a worker started while the database restarts); without it,
-    a database that cannot be reached at open is one line at once.
+    database for up to ``retry_seconds`` (a study's ``runtime.storage_retry_seconds``, given for its
+    workers), else ``$XAIOPT_STORAGE_RETRY_SECONDS``, else 180 s. With either of the first two,
+    opening the storage waits out an outage too (a command started while the database restarts);
+    with neither, a database that cannot be reached at open is one line at once.
     """
     url = url or default_storage_url()
     try:
@@ -102,18 +126,25 @@ def open_storage(url: str | None, *, heartbeat_interval: int | None = None, must
     try:
         if not server:
             return build()
-        from xaiopt.study.resilient import DEFAULT_RETRY_SECONDS, ResilientStorage, wait_for
+        # the study's own setting governs its workers; the variable, every command without one
+        env = env_retry_seconds()
+        wait, setting = ((retry_seconds, CONFIG_SETTING) if retry_seconds is not None else
+                         (env, RETRY_ENV) if env is not None else (DEFAULT_RETRY_SECONDS, None))
 
-        wait = DEFAULT_RETRY_SECONDS if retry_seconds is None else retry_seconds
-        inner = build() if retry_seconds is None else wait_for(build, retry_seconds=wait,
-                                                               scrub=lambda t: scrub(t, url))
-        return ResilientStorage(inner, retry_seconds=wait, scrub=lambda t: scrub(t, url))
+        def masked(text: str) -> str:
+            return scrub(text, url)
+
+        patient = retry_seconds is not None or env is not None
+        inner = wait_for(build, retry_seconds=wait, scrub=masked, setting=setting) if patient else build()
+        return ResilientStorage(inner, retry_seconds=wait, scrub=masked, setting=setting)
     except ModuleNotFoundError as err:
         raise StudyError(f"storage: the database driver for {_redact(url)!r} is not installed ({err.name}; "
                          f"for PostgreSQL: pip install 'psycopg[binary]')") from None
     except (SQLAlchemyError, ValueError, RuntimeError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise StudyError(f"storage: cannot open {_redact(url)}: {scrub(first, url)}") from None
+        hint = (f" (to wait for a database that is restarting, set {RETRY_ENV}=SECONDS)"
+                if is_connection_error(err) else "")
+        raise StudyError(f"storage: cannot open {_redact(url)}: {scrub(first, url)}{hint}") from None
 
 
 def _redact(url: str) -> str:
