@@ -119,6 +119,16 @@ MEANINGS: dict[str, str] = {
                              "forwards 1.2-2.3x faster in it), `contiguous`, or `auto`: channels_last on a CPU when "
                              "the model gives the same outputs in it, checked on the evaluation batch at start.",
     "runtime.storage_retry_seconds": "How long a worker waits out an unreachable database before it gives up.",
+    "fidelity": "Multi-fidelity trials (off when unset: every trial exact): a new setting is first scored on "
+                "the first `subset` search samples and pruned (state PRUNED, user attr `pruned` says why) when "
+                "one completed trial beats it on every metric by more than `z` standard errors of the paired "
+                "per-sample difference; otherwise it is evaluated in full, its values exactly those without "
+                "this section (docs/search.md).",
+    "fidelity.subset": "Search samples of the first stage (2 to the number of search samples minus 1).",
+    "fidelity.z": "Standard errors of the paired per-sample difference by which a completed trial must be "
+                  "better on every metric to prune the candidate (> 0; larger prunes less).",
+    "fidelity.draws": "Noise draws per sample in the first stage for metrics with `nr_samples` (unset: their "
+                      "own `nr_samples`; fewer are cheaper but make `max_sensitivity` smaller, so prune less).",
     "baselines": "Named baseline explainers (the paper's composites: `epsilon_plus`, `epsilon_plus_flat`, "
                  "`alpha2beta1`, `epsilon_gamma_box`; `NAME:canonized` / `NAME:plain` pick one variant) enqueued "
                  "once, as the study's first trials, when it is created.",

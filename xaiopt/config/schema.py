@@ -476,6 +476,46 @@ class RuntimeConfig(_Strict):
         return v
 
 
+class FidelityConfig(_Strict):
+    """Multi-fidelity trials: each new setting is first scored on the first ``subset`` search
+    samples and pruned when one completed trial beats it on every metric by more than ``z``
+    standard errors of the paired per-sample difference; a setting that survives is evaluated in
+    full, exactly as without this section (docs/search.md). ``draws``: noise draws per sample of the
+    metrics with an ``nr_samples`` parameter in the subset stage; unset, the metric's own
+    ``nr_samples`` (fewer draws make the subset cheaper but ``max_sensitivity`` smaller, which
+    favours the candidate: fewer prunes).
+
+    Example::
+
+        fidelity: {subset: 8, z: 2.0}
+    """
+
+    subset: int = 8
+    z: float = 2.0
+    draws: int | None = None
+
+    @field_validator("subset")
+    @classmethod
+    def _subset(cls, v: int) -> int:
+        if v < 2:
+            raise ValueError(f"subset must be >= 2 samples (a standard error needs two), got {v}")
+        return v
+
+    @field_validator("z")
+    @classmethod
+    def _z(cls, v: float) -> float:
+        if not math.isfinite(v) or v <= 0:
+            raise ValueError(f"z must be a finite number > 0 (standard errors), got {v}")
+        return v
+
+    @field_validator("draws")
+    @classmethod
+    def _draws(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError(f"draws must be >= 1 (or unset: each metric's nr_samples), got {v}")
+        return v
+
+
 class StudyConfig(_Strict):
     """A whole study: what to explain, what to search, how to score, where to store."""
 
@@ -500,6 +540,8 @@ class StudyConfig(_Strict):
     ]
     sampler: SamplerConfig = SamplerConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    # subset-first trials pruned when clearly dominated (xaiopt/objective/fidelity.py); None: exact, off
+    fidelity: FidelityConfig | None = None
     # named baseline explainers enqueued once when the study is created (xaiopt/study/baselines.py)
     baselines: list[str] = []
     # modules imported by every process that runs or reads the study (xaiopt/config/plugins.py)
@@ -547,6 +589,19 @@ class StudyConfig(_Strict):
         if dup:
             raise ValueError(f"metric named twice: {', '.join(dup)}")
         return v
+
+    @model_validator(mode="after")
+    def _fidelity_subset(self) -> "StudyConfig":
+        f, data = self.fidelity, self.data
+        if f is not None:
+            h = data.holdout
+            # held-out count rounded half up, as xaiopt/zoo/split.py holdout_count
+            held = 0 if h is None else h if isinstance(h, int) else math.floor(h * data.n_samples + 0.5)
+            search = data.n_samples - held
+            if f.subset >= search:
+                raise ValueError(f"fidelity.subset={f.subset} must be fewer than the {search} search samples "
+                                 f"(data.n_samples minus data.holdout; valid: 2 to {search - 1})")
+        return self
 
     @model_validator(mode="after")
     def _grid_needs_choices(self) -> "StudyConfig":

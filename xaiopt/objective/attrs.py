@@ -28,7 +28,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import numpy as np
 from optuna.trial import FrozenTrial
+
+from xaiopt.metrics.packing import unpack_scores
 
 SPEC_ATTR = "xaiopt:explainer"
 SECONDS_ATTR = "xaiopt:seconds"
@@ -39,6 +42,10 @@ SECONDS = "seconds"
 BASELINE = "baseline"
 DUPLICATE_OF = "duplicate_of"
 FAIL_REASON = "fail_reason"
+# user attr of a trial that multi-fidelity pruned: why, in one line (xaiopt/objective/fidelity.py)
+PRUNED = "pruned"
+# system attr of such a trial: the dominating trial, the subset and each metric's margin
+FIDELITY_ATTR = "xaiopt:fidelity"
 
 
 def spec_dict(t: FrozenTrial) -> dict[str, Any] | None:
@@ -69,6 +76,13 @@ def timings(t: FrozenTrial) -> dict[str, float]:
     if isinstance(legacy, (int, float)):
         return {"total": float(legacy)}
     return {}
+
+
+def per_sample(t: FrozenTrial) -> dict[str, np.ndarray] | None:
+    """``{metric: (N,) float32 scores}`` the trial stored (``xaiopt:per_sample``), or None where it
+    stored none; ValueError if the stored value is malformed."""
+    packed = t.system_attrs.get(PER_SAMPLE_KEY)
+    return None if packed is None else unpack_scores(packed)
 
 
 def heatmap_artifact(t: FrozenTrial) -> str | None:

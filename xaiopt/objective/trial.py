@@ -16,7 +16,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
 from xaiopt.config import StudyConfig
-from xaiopt.errors import TrialFailed
+from xaiopt.errors import ConfigError, TrialFailed
 from xaiopt.metrics import MetricContext, get_metric
 from xaiopt.metrics.batching import images_per_pass
 from xaiopt.metrics.packing import pack_scores
@@ -25,18 +25,23 @@ from xaiopt.objective.attrs import (
     DUPLICATE_OF,
     EXPLAINER,
     FAIL_REASON,
+    FIDELITY_ATTR,
     HEATMAP_ATTR,
     PER_SAMPLE_KEY,
+    PRUNED,
     SECONDS,
     SECONDS_ATTR,
     SPEC_ATTR,
     baseline,
+    distinct_settings,
     explainer_text,
     heatmap_artifact,
+    per_sample,
     spec_dict,
 )
 from xaiopt.objective.benchmark import Benchmark, get_benchmark
 from xaiopt.objective.explain import explainer_for
+from xaiopt.objective.fidelity import dominating
 from xaiopt.objective.heatmaps import save_heatmap_grid, target_labels
 from xaiopt.space import ExplainerSpec, SearchSpace
 
@@ -97,23 +102,38 @@ class Objective:
         self.space = SearchSpace(cfg.space, self.bench.layers, grid=cfg.sampler.name == "grid")
         self.artifact_store = artifact_store
         self._artifact_warned = False
+        self.directions = {name: info.direction_for(params) for name, info, params in self.plan}
+        fidelity = cfg.fidelity
+        if fidelity is not None and fidelity.subset >= len(self.bench.x):
+            n = len(self.bench.x)
+            raise ConfigError(f"fidelity.subset={fidelity.subset} must be fewer than the {n} search samples of "
+                              f"this study's data (valid: 2 to {n - 1}, or no fidelity section)")
 
     def evaluate(self, spec: ExplainerSpec) -> tuple[dict[str, float], dict[str, float], torch.Tensor]:
         """Metric vector and timings of one explainer; raises :class:`TrialFailed` on NaN/inf."""
         scores, seconds, attributions = self.evaluate_per_sample(spec)
         return means(scores), seconds, attributions
 
-    def evaluate_per_sample(self, spec: ExplainerSpec
+    def evaluate_per_sample(self, spec: ExplainerSpec, *, first: int | None = None, draws: int | None = None
                             ) -> tuple[dict[str, torch.Tensor], dict[str, float], torch.Tensor]:
         """Each metric's (N,) float32 scores, timings and attributions of one explainer.
 
         The trial's metric vector is :func:`means` of these scores. Raises :class:`TrialFailed` on NaN/inf.
+        ``first``: only the first that many samples (the multi-fidelity subset stage), with ``draws``
+        noise draws for the metrics that have an ``nr_samples`` parameter (None: their own).
         """
         bench = self.bench
+        x, y, masks, logits, plan = bench.x, bench.y, bench.masks, bench.logits, self.plan
+        if first is not None:
+            x, y, logits = x[:first], y[:first], logits[:first]
+            masks = None if masks is None else masks[:first]
+            if draws is not None:
+                plan = [(name, info, {**params, "nr_samples": draws} if "nr_samples" in params else params)
+                        for name, info, params in plan]
         budget = self.cfg.runtime.batch_budget
         model, layers = bench.model_for(spec.canonize)
         # the trial's own attribution is chunked by the same rule as the metrics' passes
-        per_pass = images_per_pass(model, bench.x, budget=budget, images=len(bench.x), cache=bench.cache)
+        per_pass = images_per_pass(model, x, budget=budget, images=len(x), cache=bench.cache)
         seconds: dict[str, float] = {}
         per_sample: dict[str, torch.Tensor] = {}
         runtime = self.cfg.runtime
@@ -121,7 +141,7 @@ class Objective:
         with explainer_for(spec, model, layers, low=bench.low, high=bench.high, batch_budget=per_pass,
                            engine=runtime.engine, lrp_cache_mb=runtime.lrp_cache_mb) as explain:
             t = time.perf_counter()
-            attributions = explain(bench.x, bench.y)
+            attributions = explain(x, y)
             seconds["attribution"] = time.perf_counter() - t
             if not torch.isfinite(attributions).all():
                 bad = int((~torch.isfinite(attributions)).flatten(1).any(1).sum())
@@ -134,13 +154,13 @@ class Objective:
                     return other_explain(x, targets)
 
             ctx = MetricContext(
-                model=model, x=bench.x, y=bench.y, masks=bench.masks, logits=bench.logits,
+                model=model, x=x, y=y, masks=masks, logits=logits,
                 attributions=attributions, explain=explain, seed=self.cfg.seed, cache=bench.cache,
                 batch_budget=budget, explain_with=explain_with, score_cache_mb=runtime.score_cache_mb,
             )
             # the metrics see the model the explainer is registered on (the twin for canonized
             # specs): the same function, and mprt randomises the very layers the rules sit on
-            for name, info, params in self.plan:
+            for name, info, params in plan:
                 t = time.perf_counter()
                 scores = info(ctx, **params)
                 seconds[f"metric:{name}"] = time.perf_counter() - t
@@ -171,6 +191,7 @@ class Objective:
                 _set_system_attr(trial, PER_SAMPLE_ATTR, earlier.system_attrs[PER_SAMPLE_ATTR])
             return tuple(earlier.values)
         try:
+            subset_seconds = self._subset_stage(trial, spec, t0)
             scores, seconds, attributions = self.evaluate_per_sample(spec)
         except TrialFailed as err:
             trial.set_user_attr(FAIL_REASON, str(err))
@@ -178,6 +199,8 @@ class Objective:
             raise
         values = means(scores)
         _set_system_attr(trial, PER_SAMPLE_ATTR, pack_scores(scores))
+        if subset_seconds is not None:
+            seconds["fidelity_subset"] = subset_seconds
         seconds["total"] = time.perf_counter() - t0
         _set_system_attr(trial, SECONDS_ATTR, {k: round(v, 4) for k, v in seconds.items()})
         trial.set_user_attr(SECONDS, round(seconds["total"], 4))
@@ -187,6 +210,42 @@ class Objective:
         out = tuple(values[name] for name, _, _ in self.plan)
         assert all(math.isfinite(v) for v in out)
         return out
+
+    def _subset_stage(self, trial: optuna.Trial, spec: ExplainerSpec, t0: float) -> float | None:
+        """Multi-fidelity: score ``spec`` on the first ``fidelity.subset`` samples and raise
+        :class:`optuna.TrialPruned` when a completed trial clearly dominates it there
+        (:func:`xaiopt.objective.fidelity.dominating`); the seconds it took, None when off or skipped
+        (no completed trial with per-sample scores to compare with)."""
+        fidelity = self.cfg.fidelity
+        if fidelity is None:
+            return None
+        t = time.perf_counter()
+        complete = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        completed = []
+        for done in distinct_settings(complete)[0]:
+            try:
+                scores = per_sample(done)
+            except ValueError:  # a malformed record is no evidence; the reading commands report it
+                continue
+            if scores is not None:
+                completed.append((done.number, scores))
+        if not completed:
+            return None
+        subset, _, _ = self.evaluate_per_sample(spec, first=fidelity.subset, draws=fidelity.draws)
+        found = dominating({name: s.double().cpu().numpy() for name, s in subset.items()}, completed,
+                           self.directions, z=fidelity.z)
+        elapsed = time.perf_counter() - t
+        if found is None:
+            return elapsed
+        reason = found.reason()
+        trial.set_user_attr(PRUNED, reason)
+        _set_system_attr(trial, FIDELITY_ATTR, found.to_dict())
+        total = time.perf_counter() - t0
+        _set_system_attr(trial, SECONDS_ATTR, {"fidelity_subset": round(elapsed, 4), "total": round(total, 4)})
+        trial.set_user_attr(SECONDS, round(total, 4))
+        trial.set_user_attr("device", str(self.device))
+        log.info("trial %d pruned: %s", trial.number, reason)
+        raise optuna.TrialPruned(reason)
 
     @staticmethod
     def _same_explainer_done(trial: optuna.Trial, spec: ExplainerSpec) -> FrozenTrial | None:

@@ -14,17 +14,13 @@ import numpy as np
 from optuna.trial import FrozenTrial
 
 from xaiopt.errors import StudyError
-from xaiopt.metrics.packing import unpack_scores
-from xaiopt.objective.trial import PER_SAMPLE_ATTR
+from xaiopt.objective.attrs import per_sample
 
 
 def per_sample_scores(trial: FrozenTrial) -> dict[str, np.ndarray] | None:
     """``{metric: (N,) float32 scores}`` of a trial, or None for a trial that stored none
     (failed, still running, or run before xaiopt kept per-sample scores)."""
-    packed = trial.system_attrs.get(PER_SAMPLE_ATTR)
-    if packed is None:
-        return None
     try:
-        return unpack_scores(packed)
+        return per_sample(trial)
     except ValueError as err:
         raise StudyError(f"trial {trial.number}: {err}") from None

@@ -1,0 +1,191 @@
+"""Multi-fidelity trials: subset first, pruned when clearly dominated, a completed trial exactly as without it."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from xaiopt.config import parse_config
+from xaiopt.errors import ConfigError
+from xaiopt.objective import Objective
+from xaiopt.objective.attrs import per_sample, timings
+from xaiopt.objective.fidelity import clearly_better, dominating
+from xaiopt.study import create_study, optimize
+
+CFG = {
+    "name": "fid",
+    "device": "cpu",
+    "data": {"n_samples": 16},
+    "space": {"layer_groups": 1, "rules": ["zplus", "flat", "gamma"], "gamma": [0.25], "canonize": [True],
+              "first_layer": ["zbox", "flat"], "overrides": {"classifier": {"rules": ["epsilon", "flat"],
+                                                                            "epsilon": [1e-6]}}},
+    "metrics": ["sparseness", "relevance_mass_accuracy"],
+    # no cross-trial caches: every forward is counted where it happens
+    "runtime": {"heatmaps": 0, "lrp_cache_mb": 0, "score_cache_mb": 0},
+    "fidelity": {"subset": 8, "z": 2.0},
+}
+GOOD = {"first_layer": "zbox", "conv1.rule": "zplus", "classifier.rule": "epsilon"}
+BAD = {"first_layer": "flat", "conv1.rule": "flat", "classifier.rule": "flat"}
+# better sparseness than GOOD, worse relevance mass accuracy: never dominated by it
+OTHER = {"first_layer": "flat", "conv1.rule": "gamma", "classifier.rule": "epsilon"}
+
+
+def _study(obj: Objective, enqueued: list[dict]) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=list(obj.directions.values()))
+    for params in enqueued:
+        study.enqueue_trial(params)
+    study.optimize(obj, n_trials=len(enqueued))
+    return study
+
+
+class _Forwards:
+    """Images forwarded through the benchmark's model and its canonized twin."""
+
+    def __init__(self, obj: Objective):
+        self.images = 0
+        models = [m for m in (obj.bench.model, obj.bench.twin) if m is not None]
+        self.handles = [m.register_forward_hook(self._count) for m in models]
+
+    def _count(self, module, args, output) -> None:
+        self.images += int(args[0].shape[0])
+
+    def close(self) -> None:
+        for h in self.handles:
+            h.remove()
+
+
+def test_a_clearly_dominated_setting_is_pruned_on_the_subset_with_its_reason():
+    obj = Objective(parse_config(CFG), device=torch.device("cpu"))
+    counter = _Forwards(obj)
+    try:
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(directions=list(obj.directions.values()))
+        study.enqueue_trial(GOOD)
+        study.enqueue_trial(BAD)
+        study.optimize(obj, n_trials=1)
+        good_images = counter.images
+        study.optimize(obj, n_trials=1)
+        bad_images = counter.images - good_images
+    finally:
+        counter.close()
+    good, bad = study.trials
+    assert good.state == TrialState.COMPLETE and bad.state == TrialState.PRUNED
+    # the first trial has nothing to compare with: no subset stage, one full pass (and the one-image
+    # probe of activation sizes that the batching rule takes once per model)
+    assert good_images == 16 + 1
+    assert bad_images == 8  # the pruned one forwarded only its subset
+    assert "fidelity_subset" not in timings(good)
+    assert set(timings(bad)) == {"fidelity_subset", "total"} and timings(bad)["fidelity_subset"] > 0
+
+    # the margins, recomputed by hand from the full evaluation of the bad setting and the stored good one
+    ref = per_sample(good)
+    full_bad, _, _ = obj.evaluate_per_sample(obj.space.suggest(optuna.trial.FixedTrial(BAD)))
+    record = bad.system_attrs["xaiopt:fidelity"]
+    assert record["by"] == good.number and record["subset"] == 8 and record["z"] == 2.0
+    for name in ("sparseness", "relevance_mass_accuracy"):  # both maximized
+        d = ref[name][:8].astype(np.float64) - full_bad[name][:8].double().numpy()
+        se = d.std(ddof=1) / math.sqrt(8)
+        assert record["advantage"][name] == pytest.approx(d.mean(), rel=1e-4)
+        assert record["margins"][name] == pytest.approx(d.mean() / se, rel=1e-3)
+        assert record["margins"][name] > 2.0
+    reason = bad.user_attrs["pruned"]
+    assert reason.startswith(f"dominated by trial {good.number} on the first 8 samples by more than z=2")
+    assert "sparseness +" in reason and "relevance_mass_accuracy +" in reason
+    assert bad.values is None and per_sample(bad) is None
+
+
+def test_a_completed_trial_stores_exactly_what_it_stores_without_multi_fidelity():
+    # a noisy metric too (sensitivity draws), and the default cross-trial caches
+    metrics = ["sparseness", "relevance_mass_accuracy", {"name": "avg_sensitivity", "params": {"nr_samples": 2}}]
+    on_cfg = {**CFG, "metrics": metrics, "runtime": {"heatmaps": 0}, "fidelity": {"subset": 8, "z": 2.0, "draws": 1}}
+    off_cfg = {k: v for k, v in on_cfg.items() if k != "fidelity"}
+    on = _study(Objective(parse_config(on_cfg), device=torch.device("cpu")), [GOOD, OTHER])
+    off = _study(Objective(parse_config(off_cfg), device=torch.device("cpu")), [OTHER, GOOD])
+    assert [t.state for t in on.trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert "fidelity_subset" in timings(on.trials[1])  # it went through the subset stage and survived
+    for trial_on, trial_off in ((on.trials[0], off.trials[1]), (on.trials[1], off.trials[0])):
+        assert trial_on.params == trial_off.params
+        assert trial_on.values == trial_off.values  # bit for bit
+        a, b = per_sample(trial_on), per_sample(trial_off)
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) and len(a[k]) == 16 for k in a)
+        # the values are the means of the full 16 samples, not of the subset
+        assert list(trial_on.values) == [float(a[k].astype(np.float64).mean()) for k in a]
+
+
+def test_multi_fidelity_is_off_by_default(tmp_path):
+    cfg = {k: v for k, v in CFG.items() if k != "fidelity"}
+    assert parse_config(cfg).fidelity is None
+    storage = f"sqlite:///{tmp_path / 'off.db'}"
+    create_study(parse_config(cfg), storage=storage)
+    study = optuna.load_study(study_name="fid", storage=storage)
+    study.enqueue_trial(GOOD)
+    study.enqueue_trial(BAD)
+    optimize("fid", storage=storage, n_trials=2, device="cpu")
+    trials = optuna.load_study(study_name="fid", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.COMPLETE]
+    assert all("pruned" not in t.user_attrs and "fidelity_subset" not in timings(t) for t in trials)
+
+
+def test_a_pruned_trial_counts_against_the_budget_and_stays_out_of_the_front(tmp_path):
+    from xaiopt.study import load_study, pareto_rows
+    from xaiopt.study.worker import budget_status
+
+    storage = f"sqlite:///{tmp_path / 'on.db'}"
+    create_study(parse_config(CFG), storage=storage)
+    study = optuna.load_study(study_name="fid", storage=storage)
+    study.enqueue_trial(GOOD)
+    study.enqueue_trial(BAD)
+    optimize("fid", storage=storage, n_trials=2, device="cpu")
+    loaded = load_study("fid", storage=storage)
+    assert [t.state for t in loaded.study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    status = budget_status(loaded.study)
+    assert (status.complete, status.pruned, status.finished) == (1, 1, 2)
+    assert [r["number"] for r in pareto_rows(loaded)] == [0]
+
+
+@pytest.mark.parametrize(("fidelity", "data", "message"), [
+    ({"subset": 16}, {"n_samples": 16}, "fidelity.subset=16 must be fewer than the 16 search samples"),
+    ({"subset": 12}, {"n_samples": 16, "holdout": 0.25}, "fidelity.subset=12 must be fewer than the 12 search"),
+    ({"subset": 1}, {"n_samples": 16}, "fidelity.subset: subset must be >= 2 samples"),
+    ({"z": 0}, {"n_samples": 16}, "fidelity.z: z must be a finite number > 0"),
+    ({"z": float("inf")}, {"n_samples": 16}, "fidelity.z: z must be a finite number > 0"),
+    ({"draws": 0}, {"n_samples": 16}, "fidelity.draws: draws must be >= 1"),
+    ({"subset": 4, "zz": 1}, {"n_samples": 16}, "fidelity: unknown key 'zz' (valid: subset, z, draws)"),
+])
+def test_fidelity_config_errors_are_one_line(fidelity, data, message):
+    with pytest.raises(ConfigError) as err:
+        parse_config({**CFG, "data": data, "fidelity": fidelity})
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_the_rule_by_hand():
+    # advantage d = (1, 2, 3): mean 2, std 1, se 1/sqrt(3): 2 / 0.577 = 3.46 standard errors
+    adv = np.array([[[1.0, 2.0, 3.0], [0.5, 0.5, 0.5]]])
+    clear, margins = clearly_better(adv, z=3.0)
+    assert clear.tolist() == [True]
+    assert margins[0, 0] == pytest.approx(2 * math.sqrt(3))
+    assert clearly_better(adv, z=3.5)[0].tolist() == [False]
+    # directions: a minimized metric where the completed trial is lower is its advantage
+    cand = {"a": np.array([0.0, 0.0, 0.0]), "b": np.array([1.0, 1.2, 1.4])}
+    done = [(7, {"a": np.array([1.0, 2.0, 3.0, 9.0]), "b": np.array([0.0, 0.0, 0.0, 9.0])})]
+    found = dominating(cand, done, {"a": "maximize", "b": "minimize"}, z=3.0)
+    assert found is not None and found.by == 7 and found.subset == 3
+    assert found.advantage == pytest.approx({"a": 2.0, "b": 1.2})
+    assert found.margins["b"] == pytest.approx(1.2 / (0.2 / math.sqrt(3)))
+    assert dominating(cand, done, {"a": "minimize", "b": "minimize"}, z=3.0) is None
+    # too few stored samples: not compared
+    assert dominating(cand, [(7, {"a": np.ones(2), "b": np.zeros(2)})], {"a": "maximize", "b": "minimize"},
+                      z=0.1) is None
+
+
+def test_a_subset_as_large_as_the_benchmark_is_refused_in_one_line():
+    cfg = parse_config({**CFG, "data": {"n_samples": 16, "only_class": 0}, "fidelity": {"subset": 12}})
+    with pytest.raises(ConfigError) as err:
+        Objective(cfg, device=torch.device("cpu"))
+    assert "fidelity.subset=12 must be fewer than the" in str(err.value) and "\n" not in str(err.value)
