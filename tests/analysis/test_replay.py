@@ -107,6 +107,10 @@ def test_key_changes_with_the_grid_and_the_config(cache, tmp_path):
             cache.check(grid_key(other, cache.layers))
     # what the values do not depend on does not change the key
     cache.check(grid_key(parse_config({**CFG, "sampler": "tpe", "name": "other", "n_trials": 9}), cache.layers))
+    # multi-fidelity prunes but never changes a completed vector; no plugin rule parameters is the
+    # key of a cache made before the setting existed
+    cache.check(grid_key(parse_config({**CFG, "fidelity": {"subset": 2}}), cache.layers))
+    assert "params" not in cache.config["space"]
 
 
 def test_save_load_round_trip(cache, tmp_path):

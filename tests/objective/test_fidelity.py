@@ -189,3 +189,33 @@ def test_a_subset_as_large_as_the_benchmark_is_refused_in_one_line():
     with pytest.raises(ConfigError) as err:
         Objective(cfg, device=torch.device("cpu"))
     assert "fidelity.subset=12 must be fewer than the" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_baseline_is_never_pruned_and_a_pruned_setting_proposed_again_costs_no_model_pass():
+    obj = Objective(parse_config(CFG), device=torch.device("cpu"))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=list(obj.directions.values()))
+    study.enqueue_trial(GOOD)
+    # the report compares with named baselines: one is evaluated in full even where it is dominated
+    study.enqueue_trial({**BAD, "conv1.rule": "zplus"}, user_attrs={"baseline": "flat_ends"})
+    study.enqueue_trial(BAD)
+    study.optimize(obj, n_trials=3)
+    counter = _Forwards(obj)
+    try:
+        study.enqueue_trial(BAD)
+        study.enqueue_trial(BAD)
+        study.optimize(obj, n_trials=2)
+    finally:
+        counter.close()
+    good, base, bad, again, third = study.trials
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.COMPLETE] + [TrialState.PRUNED] * 3
+    assert "fidelity_subset" not in timings(base) and len(per_sample(base)["sparseness"]) == 16
+    # and it was dominated: the rule would have pruned it
+    found = dominating({k: v[:8] for k, v in per_sample(base).items()}, [(good.number, per_sample(good))],
+                       obj.directions, z=2.0)
+    assert found is not None and found.by == good.number
+    assert counter.images == 0  # the repeats forwarded nothing
+    assert again.user_attrs["pruned"] == f"same setting as trial {bad.number}, which was {bad.user_attrs['pruned']}"
+    assert third.user_attrs["pruned"] == again.user_attrs["pruned"]
+    assert again.user_attrs["pruned_as"] == third.user_attrs["pruned_as"] == bad.number
+    assert again.system_attrs["xaiopt:fidelity"] == bad.system_attrs["xaiopt:fidelity"]

@@ -44,7 +44,8 @@ from xaiopt.space import ExplainerSpec, LayerGroups, SearchSpace
 FORMAT = 1
 
 # config sections the metric vector of a point does not depend on
-_IRRELEVANT = ("name", "n_trials", "device", "storage", "sampler", "baselines")
+# what does not change a completed trial's values: multi-fidelity prunes, it never alters a completed vector
+_IRRELEVANT = ("name", "n_trials", "device", "storage", "sampler", "baselines", "fidelity")
 
 
 def spec_key(spec: ExplainerSpec) -> str:
@@ -61,6 +62,10 @@ def grid_config(cfg: StudyConfig) -> dict[str, Any]:
     for k in _IRRELEVANT:
         d.pop(k, None)
     d["runtime"] = {"batch_budget": d["runtime"]["batch_budget"]}
+    # a plugin rule's parameters: absent when there are none, so that caches made before the
+    # setting existed keep their key
+    if not d["space"].get("params"):
+        d["space"].pop("params", None)
     return d
 
 

@@ -44,6 +44,8 @@ DUPLICATE_OF = "duplicate_of"
 FAIL_REASON = "fail_reason"
 # user attr of a trial that multi-fidelity pruned: why, in one line (xaiopt/objective/fidelity.py)
 PRUNED = "pruned"
+# user attr of a repeat of a pruned setting, pruned again without a model pass: the first such trial
+PRUNED_AS = "pruned_as"
 # system attr of such a trial: the dominating trial, the subset and each metric's margin
 FIDELITY_ATTR = "xaiopt:fidelity"
 

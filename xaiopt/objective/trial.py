@@ -29,6 +29,7 @@ from xaiopt.objective.attrs import (
     HEATMAP_ATTR,
     PER_SAMPLE_KEY,
     PRUNED,
+    PRUNED_AS,
     SECONDS,
     SECONDS_ATTR,
     SPEC_ATTR,
@@ -190,6 +191,8 @@ class Objective:
             if PER_SAMPLE_ATTR in earlier.system_attrs:
                 _set_system_attr(trial, PER_SAMPLE_ATTR, earlier.system_attrs[PER_SAMPLE_ATTR])
             return tuple(earlier.values)
+        if self.cfg.fidelity is not None:
+            self._prune_if_pruned_before(trial, spec, t0)
         try:
             subset_seconds = self._subset_stage(trial, spec, t0)
             scores, seconds, attributions = self.evaluate_per_sample(spec)
@@ -217,7 +220,8 @@ class Objective:
         (:func:`xaiopt.objective.fidelity.dominating`); the seconds it took, None when off or skipped
         (no completed trial with per-sample scores to compare with)."""
         fidelity = self.cfg.fidelity
-        if fidelity is None:
+        # a named baseline is the reference the report compares with: always evaluated in full
+        if fidelity is None or baseline(trial) is not None:
             return None
         t = time.perf_counter()
         complete = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -246,6 +250,25 @@ class Objective:
         trial.set_user_attr("device", str(self.device))
         log.info("trial %d pruned: %s", trial.number, reason)
         raise optuna.TrialPruned(reason)
+
+    def _prune_if_pruned_before(self, trial: optuna.Trial, spec: ExplainerSpec, t0: float) -> None:
+        """A setting multi-fidelity pruned before is pruned again without a model pass: its subset
+        scores are a deterministic function of the setting, and the trial that dominated it is still
+        complete."""
+        if baseline(trial) is not None:
+            return
+        wanted = spec.to_dict()
+        for t in trial.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
+            if PRUNED in t.user_attrs and FIDELITY_ATTR in t.system_attrs and spec_dict(t) == wanted:
+                first = int(t.user_attrs.get(PRUNED_AS, t.number))
+                reason = (t.user_attrs[PRUNED] if PRUNED_AS in t.user_attrs
+                          else f"same setting as trial {first}, which was {t.user_attrs[PRUNED]}")
+                trial.set_user_attr(PRUNED, reason)
+                trial.set_user_attr(PRUNED_AS, first)
+                _set_system_attr(trial, FIDELITY_ATTR, t.system_attrs[FIDELITY_ATTR])
+                trial.set_user_attr(SECONDS, round(time.perf_counter() - t0, 4))
+                log.info("trial %d pruned: %s", trial.number, reason)
+                raise optuna.TrialPruned(reason)
 
     @staticmethod
     def _same_explainer_done(trial: optuna.Trial, spec: ExplainerSpec) -> FrozenTrial | None:
