@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import optuna
@@ -132,7 +133,7 @@ def test_multi_fidelity_is_off_by_default(tmp_path):
     assert all("pruned" not in t.user_attrs and "fidelity_subset" not in timings(t) for t in trials)
 
 
-def test_a_pruned_trial_counts_against_the_budget_and_stays_out_of_the_front(tmp_path):
+def test_a_pruned_trial_counts_against_the_budget_and_stays_out_of_the_front(tmp_path, capsys):
     from xaiopt.study import load_study, pareto_rows
     from xaiopt.study.worker import budget_status
 
@@ -141,7 +142,12 @@ def test_a_pruned_trial_counts_against_the_budget_and_stays_out_of_the_front(tmp
     study = optuna.load_study(study_name="fid", storage=storage)
     study.enqueue_trial(GOOD)
     study.enqueue_trial(BAD)
-    optimize("fid", storage=storage, n_trials=2, device="cpu")
+    capsys.readouterr()
+    optimize("fid", storage=storage, n_trials=2, device="cpu", progress=True)
+    # the progress line says why
+    err = capsys.readouterr().err
+    assert re.search(r"trial 1 pruned in \d+\.\d s \(dominated by trial 0 on the first 8 samples by more than "
+                     r"z=2", err), err
     loaded = load_study("fid", storage=storage)
     assert [t.state for t in loaded.study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
     status = budget_status(loaded.study)

@@ -222,6 +222,8 @@ def _report(line: TrialProgress, study: optuna.Study, trial_id: int, seconds: fl
         note = f"same settings as trial {trial.user_attrs['duplicate_of']}, values copied"
     elif trial.state == TrialState.FAIL and trial.user_attrs.get("fail_reason"):
         note = str(trial.user_attrs["fail_reason"])[:100]
+    elif trial.state == TrialState.PRUNED and trial.user_attrs.get("pruned"):  # multi-fidelity's reason
+        note = str(trial.user_attrs["pruned"])[:100]
     if budget is not None:
         status = budget_status(study)
         counts = {"complete": status.complete, "failed": status.failed, "pruned": status.pruned}
