@@ -4,17 +4,22 @@ Every generated config carries at least one certain mistake (a key the schema do
 value of the wrong type, a top level that is not a mapping, bytes that are not a YAML text, or a
 complete study whose rule, metric, sampler or model name no registry knows), so no case can slip
 through to a real study; the storage file must not appear. Both commands that read a study YAML
-get them: `study create CONFIG` and `run CONFIG` (which would also optimize and plot). Cases are
-derandomized, so a CI failure reproduces.
+get them: `study create CONFIG` and `run CONFIG` (which would also optimize and plot). The dashboard's
+TOML settings get the same treatment: one value of a wrong type or out of range among right ones,
+a section that is no table, an unknown key, bytes that are not UTF-8; the line names the key. Cases
+are derandomized, so a CI failure reproduces.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import tempfile
+import tomllib
 from pathlib import Path
+from unittest import mock
 
 import yaml
 from fuzz_counts import count
@@ -25,6 +30,10 @@ from xaiopt.cli import main
 
 SETTINGS = settings(max_examples=1500, deadline=None, derandomize=True, database=None,
                     suppress_health_check=list(HealthCheck))
+# the file's run time stays about one minute: the two study-config tests share one generator, so they
+# give 250 cases each to the dashboard settings (4500 cases in all, as before those were added)
+STUDY_CONFIG_SETTINGS = settings(SETTINGS, max_examples=1250)
+DASHBOARD_SETTINGS = settings(SETTINGS, max_examples=500)
 
 SECTIONS = ["model", "data", "space", "sampler", "runtime"]
 FIELDS = {
@@ -116,7 +125,7 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
     return code, err.getvalue(), out.getvalue()
 
 
-@SETTINGS
+@STUDY_CONFIG_SETTINGS
 @given(malformed_configs())
 def test_a_malformed_config_is_one_line_and_creates_nothing(content):
     with tempfile.TemporaryDirectory() as tmp:
@@ -131,7 +140,7 @@ def test_a_malformed_config_is_one_line_and_creates_nothing(content):
     count("malformed study configs (study create)")
 
 
-@SETTINGS
+@STUDY_CONFIG_SETTINGS
 @given(malformed_configs(), st.booleans())
 def test_run_of_a_malformed_config_is_one_error_line_and_writes_nothing(content, progress):
     with tempfile.TemporaryDirectory() as tmp:
@@ -181,3 +190,91 @@ def test_a_malformed_command_line_is_one_line_and_writes_nothing(command, rest):
         assert len(lines) == 1 and lines[0].startswith("xaiopt: error: "), (command, rest, err)
         assert os.listdir(tmp) == []
     count("malformed command lines")
+
+
+# TOML values of every type; a key whose value is none of what it takes gets one of these
+toml_scalars = st.one_of(st.booleans(), st.integers(-10**9, 10**9), st.floats(), st.text(max_size=8), st.dates())
+toml_values = st.recursive(toml_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(st.text(alphabet="abcxyz_", min_size=1, max_size=4), inner,
+                                                 max_size=2)), max_leaves=4)
+
+
+def toml_text(value) -> str:
+    """``value`` as a TOML value (tomllib reads it back as ``value``)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {toml_text(v)}" for k, v in value.items()) + "}"
+    return value.isoformat() if hasattr(value, "isoformat") else repr(value)
+
+
+def _not_a_name(value) -> bool:
+    return not isinstance(value, str) or not value or "\0" in value
+
+
+# per key: a right value, and a value certainly wrong for it
+DASHBOARD_KEYS = {
+    "host": (st.sampled_from(["127.0.0.1", "localhost", "::1", "0.0.0.0"]),
+             st.one_of(toml_values.filter(_not_a_name), st.just(""), st.text(max_size=4).map(lambda s: s + "\0"))),
+    "port": (st.integers(0, 65535),
+             st.one_of(toml_values.filter(lambda v: not isinstance(v, int) or isinstance(v, bool)),
+                       st.integers(max_value=-1), st.integers(min_value=65536, max_value=2**63 - 1))),
+    "quiet": (st.booleans(), toml_values.filter(lambda v: not isinstance(v, bool))),
+    "artifact_dir": (st.text(min_size=1, max_size=12).filter(lambda s: "\0" not in s),
+                     st.one_of(toml_values.filter(_not_a_name), st.just(""))),
+    "storage": (st.just("sqlite:///never.db"),
+                toml_values.filter(lambda v: not isinstance(v, str) or not v.strip())),
+}
+
+
+@st.composite
+def malformed_dashboard_settings(draw) -> tuple[bytes, str]:
+    """A dashboard TOML file with one certain mistake, and what its error line must say."""
+    kind = draw(st.sampled_from(["wrong_value", "not_a_table", "unknown_key", "binary"]))
+    if kind == "binary":
+        return b"\xff" + draw(st.binary(max_size=32)), "not a UTF-8 text file"
+    if kind == "not_a_table":
+        value = draw(toml_values.filter(lambda v: not isinstance(v, dict)))
+        return f"optuna_dashboard = {toml_text(value)}\n".encode(), "optuna_dashboard = "
+    section = {k: draw(DASHBOARD_KEYS[k][0]) for k in draw(st.lists(st.sampled_from(sorted(DASHBOARD_KEYS)),
+                                                                      max_size=4, unique=True))}
+    # optuna-dashboard's own keys, which xaiopt accepts and leaves alone, whatever their value
+    section.update({k: draw(toml_values) for k in draw(st.lists(st.sampled_from(["server", "storage_class",
+                                                                                 "allow_unsafe"]), unique=True))})
+    if kind == "unknown_key":
+        key = "x_" + draw(st.text(alphabet="abcdefgh_", min_size=1, max_size=8))
+        section[key] = draw(toml_values)
+        expect = f"unknown key {key!r} in [optuna_dashboard]"
+    else:
+        key = draw(st.sampled_from(sorted(DASHBOARD_KEYS)))
+        section[key] = draw(DASHBOARD_KEYS[key][1])
+        expect = f"[optuna_dashboard] {key} = "
+    keys = draw(st.permutations(sorted(section)))
+    text = "[optuna_dashboard]\n" + "".join(f"{k} = {toml_text(section[k])}\n" for k in keys)
+    # the file says what was drawn (compared as TOML text: nan is not equal to itself)
+    read = tomllib.loads(text)["optuna_dashboard"]
+    assert {k: toml_text(v) for k, v in read.items()} == {k: toml_text(v) for k, v in section.items()}, text
+    return text.encode(), expect
+
+
+@DASHBOARD_SETTINGS
+@given(malformed_dashboard_settings())
+def test_a_malformed_dashboard_config_is_one_line_naming_the_key(case):
+    content, expect = case
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "dashboard.toml"
+        path.write_bytes(content)
+        db = Path(tmp) / "s.db"
+        # a mistake that slipped through would serve forever: fail at once instead
+        with mock.patch("xaiopt.report.dashboard.build_app", side_effect=AssertionError("settings accepted")):
+            code, err, out = _run(["dashboard", "--config", str(path), "--storage", f"sqlite:///{db}"])
+        assert code == 2 and out == "", (content, err)
+        lines = err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"xaiopt: error: --config: {path}: "), (content, err)
+        assert expect in lines[0], (content, expect, lines[0])
+        assert sorted(os.listdir(tmp)) == ["dashboard.toml"]
+    count("malformed dashboard settings (dashboard --config)")

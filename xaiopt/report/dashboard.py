@@ -18,6 +18,7 @@ Example::
 
 from __future__ import annotations
 
+import json
 import logging
 import tomllib
 from pathlib import Path
@@ -66,23 +67,89 @@ class StudyArtifactStore:
         raise ArtifactNotFound(f"artifact {artifact_id} not found")
 
 
+def _is_port(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= 65535
+
+
+# what each key of [optuna_dashboard] must be, as the words of an error message and a check
+_PORT = "an integer from 0 to 65535 (0 picks a free port)"
+_KEYS: dict[str, tuple[str, Any]] = {
+    "host": ("a host name or address (a non-empty string)", lambda v: isinstance(v, str) and v and "\0" not in v),
+    "port": (_PORT, _is_port),
+    "quiet": ("true or false", lambda v: isinstance(v, bool)),
+    "artifact_dir": ("a directory path (a non-empty string)", lambda v: isinstance(v, str) and v and "\0" not in v),
+    "storage": ("a database URL (a non-empty string)", lambda v: isinstance(v, str) and v.strip()),
+}
+# optuna-dashboard's own keys: accepted so its TOML file works here too, not used by xaiopt
+_IGNORED = {"server", "storage_class", "allow_unsafe"}
+
+
+def _toml(value: Any) -> str:
+    """A parsed TOML value written as TOML again, so the message shows what the file says."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + "}"
+    return value.isoformat() if hasattr(value, "isoformat") else repr(value)
+
+
+def _shown(value: Any) -> str:
+    """A TOML value as the error message shows it: as TOML (cut short), with its type."""
+    kinds = {bool: "a boolean", int: "an integer", float: "a float", str: "a string", list: "an array",
+             dict: "a table"}
+    text = _toml(value)
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return f"{text} ({kinds.get(type(value), 'a date or time')})"
+
+
+def _read_toml(p: Path) -> dict[str, Any]:
+    try:
+        data = p.read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(f"--config: {p}: is a directory (give an optuna-dashboard TOML file)") from None
+    except OSError as err:
+        raise ConfigError(f"--config: {p}: cannot be read: {err.strerror or err}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"--config: {p}: not a UTF-8 text file (byte {data[err.start]:#04x} at offset "
+                          f"{err.start}; give an optuna-dashboard TOML file)") from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"--config: {p}: not valid TOML: {err}") from None
+
+
 def load_settings(path: str | Path | None) -> dict[str, Any]:
-    """Dashboard settings from the TOML file (the packaged one when ``path`` is None and it exists)."""
+    """Dashboard settings from the TOML file (the packaged one when ``path`` is None and it exists).
+
+    Every key is checked here, so a wrong value is one :class:`ConfigError` naming the key, the value
+    and what is valid, before anything opens a storage or a socket.
+    """
     p = Path(path) if path is not None else DEFAULT_CONFIG
-    if not p.is_file():
+    if not p.exists():
         if path is not None:
             raise ConfigError(f"--config: {p}: no such file (give an optuna-dashboard TOML file)")
         return dict(DEFAULTS)
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"--config: {p}: not valid TOML: {err}") from None
-    section = raw.get("optuna_dashboard", {})
-    unknown = sorted(set(section) - set(DEFAULTS) - {"storage", "server", "storage_class", "allow_unsafe"})
+    if not p.is_file() and not p.is_dir():
+        raise ConfigError(f"--config: {p}: not a regular file (give an optuna-dashboard TOML file)")
+    section = _read_toml(p).get("optuna_dashboard", {})
+    if not isinstance(section, dict):
+        raise ConfigError(f"--config: {p}: optuna_dashboard = {_shown(section)}: "
+                          f"give a [optuna_dashboard] table (keys: {', '.join(_KEYS)})")
+    unknown = sorted(set(section) - set(_KEYS) - _IGNORED)
     if unknown:
         raise ConfigError(f"--config: {p}: unknown key {unknown[0]!r} in [optuna_dashboard] "
-                          f"(valid: {', '.join(DEFAULTS)}, storage)")
-    return {**DEFAULTS, **{k: v for k, v in section.items() if k in DEFAULTS or k == "storage"}}
+                          f"(valid: {', '.join(_KEYS)})")
+    for key, value in section.items():
+        if key in _KEYS and not _KEYS[key][1](value):
+            raise ConfigError(f"--config: {p}: [optuna_dashboard] {key} = {_shown(value)}: "
+                              f"give {_KEYS[key][0]}")
+    return {**DEFAULTS, **{k: v for k, v in section.items() if k in _KEYS}}
 
 
 def artifact_dirs(rdb) -> list[Path]:
@@ -113,8 +180,10 @@ def serve(storage: str | None = None, *, host: str | None = None, port: int | No
     from wsgiref.simple_server import WSGIRequestHandler, make_server
 
     settings = load_settings(config)
+    if port is not None and not _is_port(port):
+        raise ConfigError(f"--port: {port}: give {_PORT}")
     host = host or settings["host"]
-    port = port if port is not None else int(settings["port"])
+    port = port if port is not None else settings["port"]
     app, url = build_app(storage or settings.get("storage"), artifact_dir=settings["artifact_dir"])
     quiet = bool(settings["quiet"])
 
