@@ -118,7 +118,12 @@ MEANINGS: dict[str, str] = {
     "runtime.memory_format": "Layout of the model's weights and the images: `channels_last` (a CPU runs CNN "
                              "forwards 1.2-2.3x faster in it), `contiguous`, or `auto`: channels_last on a CPU when "
                              "the model gives the same outputs in it, checked on the evaluation batch at start.",
-    "runtime.storage_retry_seconds": "How long a worker waits out an unreachable database before it gives up.",
+    "runtime.storage_retry_seconds": "How long this study's workers (`xaiopt worker`, `study optimize`, `run`) "
+                                     "wait out an unreachable database server before they give up with exit 75: "
+                                     "a study's setting governs its workers. `$XAIOPT_STORAGE_RETRY_SECONDS` "
+                                     "bounds the wait of any command (every other command, and a worker until it "
+                                     "has read this setting); unset, a command waits 180 s once connected and not "
+                                     "at all for a database it cannot reach at start.",
     "fidelity": "Multi-fidelity trials (off when unset: every trial exact): a new setting is first scored on "
                 "the first `subset` search samples and pruned (state PRUNED, user attr `pruned` says why) when "
                 "one completed trial beats it on every metric by more than `z` standard errors of the paired "
