@@ -1,6 +1,7 @@
 """Every command in a database outage: the line that says it waits, one error line, exit 75, in the time
-that XAIOPT_STORAGE_RETRY_SECONDS gives, no traceback, no password, nothing half-written; and a
-command whose outage ends in time simply succeeds."""
+that XAIOPT_STORAGE_RETRY_SECONDS gives, no traceback, no password, nothing half-written; a command
+whose outage ends in time simply succeeds; and an outage that starts while `study report` or `study
+export` computes its output leaves no output and a previous one unchanged."""
 
 from __future__ import annotations
 
@@ -192,3 +193,67 @@ def test_a_command_whose_outage_ends_in_time_succeeds_with_the_two_lines(tmp_pat
     doc = json.loads(out.read_text())
     assert sorted(r["number"] for r in doc["trials"]) == sorted(t.number for t in study.best_trials)
     assert PASSWORD not in out.read_text() + err.read_text()
+
+
+def _outage_from(monkeypatch, module, name: str, db: str) -> None:
+    """``module.name`` first blocks the database, then runs: an outage that starts after the command
+    has read the study and while it is computing what it will write."""
+    real = getattr(module, name)
+
+    def blocked(*args, **kwargs):
+        _block(db)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, blocked)
+
+
+def test_an_outage_mid_report_or_export_leaves_no_output_and_a_previous_one_unchanged(tmp_path, pg_url, capsys,
+                                                                                        monkeypatch):
+    import xaiopt.report.page
+    import xaiopt.study.export
+
+    cfg = small_config(tmp_path, name="mid", runtime={"heartbeat_interval": 1, "heatmaps": 0})
+    assert main(["study", "create", str(cfg), "--storage", pg_url, "--n-trials", "3"]) == 0
+    assert main(["study", "optimize", "mid", "--storage", pg_url, "--no-progress"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("XAIOPT_STORAGE_RETRY_SECONDS", str(RETRY))
+    db = make_url(pg_url).database
+    out = tmp_path / "out"
+    out.mkdir()
+    previous_report = out / "previous"
+    previous_report.mkdir()
+    (previous_report / "index.html").write_text("<p>last week's report</p>")
+    (out / "previous.py").write_text("# last week's composite\n")
+    # report: the recommendation is computed after the study was loaded and --out checked;
+    # export: the layer names are read after the trial was chosen, just before the file is written
+    cases = [("report", out / "report", xaiopt.report.page, "recommend"),
+             ("report", previous_report, xaiopt.report.page, "recommend"),
+             ("export", out / "composite.py", xaiopt.study.export, "study_layers"),
+             ("export", out / "previous.py", xaiopt.study.export, "study_layers")]
+    for command, target, module, name in cases:
+        with monkeypatch.context() as patch:
+            _outage_from(patch, module, name, db)
+            try:
+                t0 = time.monotonic()
+                code = main(["study", command, "mid", "--out", str(target), "--storage", pg_url,
+                             *(["--images", "0"] if command == "report" else [])])
+                took = time.monotonic() - t0
+            finally:
+                _unblock(db)
+        stdout, stderr = capsys.readouterr()
+        assert code == 75, (command, target, stderr)
+        assert stdout == "" and "Traceback" not in stderr and PASSWORD not in stderr, (command, stderr)
+        lines = [line for line in stderr.splitlines() if line.strip()]
+        assert len(lines) == 2 and lines[0].startswith(START), (command, lines)
+        assert lines[0].endswith(f"retrying for up to {RETRY} s (XAIOPT_STORAGE_RETRY_SECONDS)"), lines
+        gave_up = GAVE_UP.match(lines[1])
+        assert gave_up and RETRY <= int(gave_up[1]) <= RETRY + 2 and took < RETRY + 15, (lines, took)
+    # nothing half-written: no new report directory or export, no temporary file beside them, and the
+    # previous report and composite exactly as they were
+    assert sorted(os.listdir(out)) == ["previous", "previous.py"]
+    assert os.listdir(previous_report) == ["index.html"]
+    assert (previous_report / "index.html").read_text() == "<p>last week's report</p>"
+    assert (out / "previous.py").read_text() == "# last week's composite\n"
+    # the same commands with the database up write both (the outage, not the patching, stopped them)
+    assert main(["study", "export", "mid", "--out", str(out / "previous.py"), "--storage", pg_url]) == 0
+    assert "def make_composite():" in (out / "previous.py").read_text()

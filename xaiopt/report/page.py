@@ -249,20 +249,25 @@ def _study(loaded: LoadedStudy) -> str:
 
 
 def _write(path: Path, text: str) -> None:
+    # written beside the target and renamed over it: a reader never sees half a file, nor a failure a temp file
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _out_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` checked, not yet created: it is made only once the whole report is computed, so a
+    command that fails on the way (a database outage) leaves no empty directory behind."""
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out: {out} is a file, not a directory (give a directory to hold index.html)")
-    if not out.exists():
-        if not out.resolve().parent.is_dir():
-            raise ConfigError(f"--out: the parent directory {out.resolve().parent} does not exist "
-                              f"(create it, or give an existing directory)")
-        out.mkdir()
+    if not out.exists() and not out.resolve().parent.is_dir():
+        raise ConfigError(f"--out: the parent directory {out.resolve().parent} does not exist "
+                          f"(create it, or give an existing directory)")
     return out
 
 
@@ -365,6 +370,7 @@ def write_report(loaded: LoadedStudy, out_dir: str | Path, *, prefer: Sequence[s
            f"<h1>xaiopt report: study {html.escape(name)}</h1><p>{rec.settings} distinct settings, "
            f"{rec.complete_trials} complete trials, {len(loaded.metric_names)} metrics; written {when}.{published}</p>"
            f"<nav>{nav}</nav></header><main>{''.join(sections)}</main></body></html>")
+    out.mkdir(exist_ok=True)
     js = out / PLOTLY_JS
     plotly_js = get_plotlyjs()
     if not js.is_file() or js.stat().st_size != len(plotly_js.encode("utf-8")):
