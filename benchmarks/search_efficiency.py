@@ -256,55 +256,164 @@ def render(results: dict, stem: Path) -> None:
                 browser.close()
 
 
-def multi_fidelity_run(cache: GridCache, sampler: str, seed: int, metrics, budget: int, *, subset: int,
-                       z: float) -> dict:
-    """A replay where each new setting is first scored on its first ``subset`` samples and pruned when a
-    completed setting beats it on every metric by more than ``z`` standard errors of the paired
-    per-sample difference on that subset. Model passes counted as shares of a full evaluation.
+def subset_path(subset: int, draws: int | None) -> Path:
+    return DATA / (f"search_grid_subset{subset}" + (f"_draws{draws}" if draws else "") + ".json")
 
-    An estimate: the subset's scores are the first ``subset`` per-sample scores of the full
-    evaluation (a real subset evaluation draws the metrics' noise for fewer samples and would differ
-    slightly), and the number of sensitivity draws stays that of the full evaluation."""
-    import numpy as np
+
+def load_or_evaluate_subset(cache: GridCache, cfg, *, subset: int, draws: int | None, log=print) -> dict:
+    """Every grid point through a multi-fidelity trial's two stages, in the same process and order as
+    a trial runs them: the subset stage (``Objective.evaluate_per_sample(spec, first=subset,
+    draws=draws)``), then the full evaluation a surviving trial pays. Cached beside the grid:
+    ``per_sample`` / ``seconds`` of the subset stage, ``full_values`` / ``full_per_sample`` /
+    ``full_seconds`` of the full one ([point][metric][sample]; seconds per point as
+    ``{"attribution": s, "metric:NAME": s}``, so a study of fewer metrics is priced by its own), and
+    ``max_abs_diff``: how far the full metric vectors are from the cached grid's, which an earlier
+    xaiopt may have evaluated."""
+    path = subset_path(subset, draws)
+    if path.exists():
+        d = json.loads(path.read_text())
+        if (d.get("key"), d.get("subset"), d.get("draws")) == (cache.key, subset, draws) and "full_values" in d:
+            return d
+        log(f"{path.name} belongs to another grid: evaluating the two stages again")
+    from xaiopt.objective.trial import Objective, means
+
+    def exact(scores) -> list[list[float]]:
+        return [[float(f"{x:.9g}") for x in scores[m].tolist()] for m in cache.metrics]
+
+    obj = Objective(cfg, device=torch.device("cpu"))
+    out: dict = {"key": cache.key, "subset": subset, "draws": draws, "per_sample": [], "seconds": [],
+                 "full_values": [], "full_per_sample": [], "full_seconds": [], "max_abs_diff": 0.0}
+    t0 = time.perf_counter()
+    for n, (spec, cached) in enumerate(zip(cache.specs, cache.values), 1):
+        scores, seconds, _ = obj.evaluate_per_sample(spec, first=subset, draws=draws)
+        out["seconds"].append({k: round(v, 5) for k, v in seconds.items()})
+        out["per_sample"].append(exact(scores))
+        scores, seconds, _ = obj.evaluate_per_sample(spec)
+        out["full_seconds"].append({k: round(v, 5) for k, v in seconds.items()})
+        vec = means(scores)
+        out["full_values"].append([vec[m] for m in cache.metrics])
+        out["full_per_sample"].append(exact(scores))
+        out["max_abs_diff"] = max(out["max_abs_diff"], *(abs(vec[m] - v) for m, v in zip(cache.metrics, cached)))
+        if n % 64 == 0:
+            log(f"two stages: {n}/{len(cache.specs)} points, {time.perf_counter() - t0:.0f} s")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(out))
+    tmp.replace(path)
+    return out
+
+
+def multi_fidelity_run(cache: GridCache, sampler: str, seed: int, metrics, budget: int, *, stage: dict,
+                       z: float, prune: bool = True) -> dict:
+    """A replay of a study with ``fidelity: {subset, z}`` (``prune`` False: the same study without it).
+
+    The replayed objective is the grid as the two stages of ``stage`` evaluated it (today's xaiopt,
+    so the subset and the full scores come from one version). Each new setting's subset-stage scores
+    are compared with the full per-sample scores of the settings completed so far by the trial's own
+    rule (:func:`xaiopt.objective.fidelity.dominating`); a clearly dominated setting is pruned, the
+    others are evaluated in full as well (a completed trial stores exactly its values without
+    multi-fidelity). A pruned setting proposed again is pruned again at no cost, as in the trial.
+    Cost in the measured evaluation seconds of the attribution and this study's metrics, and in model
+    passes (a full evaluation is one, the subset stage subset/N)."""
+    import dataclasses
 
     from xaiopt.analysis.hypervolume import hypervolume_fraction
     from xaiopt.analysis.replay import GridReplay
     from xaiopt.config import SamplerConfig
+    from xaiopt.objective.fidelity import dominating
     from xaiopt.study.samplers import make_sampler
 
-    replay = GridReplay(cache, metrics=metrics)
-    sign = np.array([1.0 if d == "maximize" else -1.0 for d in replay.directions])  # larger is better
-    ps = np.asarray(cache.per_sample, dtype=np.float64)[:, replay.columns, :subset] * sign[None, :, None]
-    n_full = len(cache.per_sample[0][0])
+    now = dataclasses.replace(cache, values=stage["full_values"], per_sample=stage["full_per_sample"])
+    replay = GridReplay(now, metrics=metrics)
+    names, cols = replay.metrics, replay.columns
+
+    def priced(seconds: dict) -> float:  # the attribution and this study's metrics
+        return seconds["attribution"] + sum(seconds[f"metric:{m}"] for m in names)
+    directions = dict(zip(names, replay.directions))
+    full = [{m: now.per_sample[i][c] for m, c in zip(names, cols)} for i in range(len(now.specs))]
+    share = stage["subset"] / len(now.per_sample[0][0])
     done: list[int] = []
-    cost = {"passes": 0.0, "pruned": 0}
-    seen: set[int] = set()
+    pruned: set[int] = set()
+    cost = {"passes": 0.0, "seconds": 0.0, "pruned": 0}
 
     def objective(trial):
         i = replay.point_of(replay.space.suggest(trial))
-        if i not in seen:
-            seen.add(i)
-            cost["passes"] += subset / n_full
-            if done:
-                diff = ps[done] - ps[i][None]  # (completed, metrics, samples): > 0 where the completed is better
-                se = diff.std(axis=2, ddof=1) / np.sqrt(subset)
-                clearly = (diff.mean(axis=2) > z * np.maximum(se, 1e-12)).all(axis=1)
-                if clearly.any():
-                    cost["pruned"] += 1
-                    trial.set_user_attr("pruned_by", int(done[int(np.argmax(clearly))]))
-                    raise optuna.TrialPruned()
-            cost["passes"] += 1 - subset / n_full
-            done.append(i)
-        elif i not in done:
+        if i in pruned:
             raise optuna.TrialPruned()
+        if i not in done:
+            if done and prune:
+                cost["passes"] += share
+                cost["seconds"] += priced(stage["seconds"][i])
+                cand = {m: stage["per_sample"][i][c] for m, c in zip(names, cols)}
+                if dominating(cand, [(j, full[j]) for j in done], directions, z=z) is not None:
+                    pruned.add(i)
+                    cost["pruned"] += 1
+                    raise optuna.TrialPruned()
+            cost["passes"] += 1.0
+            cost["seconds"] += priced(stage["full_seconds"][i])
+            done.append(i)
         return tuple(float(v) for v in replay.values[i])
 
     study = optuna.create_study(directions=replay.directions,
                                 sampler=make_sampler(SamplerConfig(name=sampler), replay.space, seed=seed))
     study.optimize(objective, n_trials=budget)
     grid = replay.values
-    return {"hv": hypervolume_fraction(grid[sorted(set(done))], grid, directions=replay.directions),
-            "passes": cost["passes"], "pruned": cost["pruned"], "complete": len(set(done))}
+    return {"hv": hypervolume_fraction(grid[sorted(done)], grid, directions=replay.directions),
+            "passes": cost["passes"], "seconds": cost["seconds"], "pruned": cost["pruned"], "complete": len(done)}
+
+
+def scalarization_ceiling(cache: GridCache, metrics, budgets: list[int], seeds: int) -> dict:
+    """What a perfect scalarizing search could reach: for ``budget`` random weight vectors (uniform on
+    the simplex), the grid's best setting under each weight's Chebyshev scalarization of the
+    min-max normalized metrics (the optimum a ParEGO-like sampler aims at, found with no search
+    error); the share of the grid's hypervolume those settings hold, per seed."""
+    import numpy as np
+
+    from xaiopt.analysis.hypervolume import hypervolume_fraction
+    from xaiopt.analysis.replay import GridReplay
+
+    replay = GridReplay(cache, metrics=metrics)
+    grid = replay.values
+    sign = np.array([1.0 if d == "maximize" else -1.0 for d in replay.directions])
+    g = grid * sign
+    regret = (g.max(0) - g) / np.maximum(g.max(0) - g.min(0), 1e-300)  # 0 = the grid's best, per metric
+    out: dict = {}
+    for budget in budgets:
+        runs = []
+        for seed in range(seeds):
+            weights = np.random.default_rng(seed).dirichlet(np.ones(grid.shape[1]), size=budget)
+            chosen = sorted({int(np.argmin((w * regret).max(axis=1))) for w in weights})
+            runs.append({"hv": hypervolume_fraction(grid[chosen], grid, directions=replay.directions),
+                         "settings": len(chosen)})
+        out[budget] = runs
+    return out
+
+
+def multi_fidelity_table(d: dict) -> str:
+    """Markdown: per study and budget, medians over seeds of the evaluation seconds, the hypervolume
+    share and the pruned settings, without multi-fidelity and with it for each z."""
+    import numpy as np
+
+    zs = [f"{z:g}" for z in d["z"]]
+    rows: dict[tuple[str, str], dict] = {}
+    for key, r in d["runs"].items():
+        study, sampler, budget, z = key.split("/")
+        rows.setdefault((f"{study}, {sampler}", budget), {})[z.removeprefix("z=")] = r
+
+    def med(runs, k):
+        return float(np.median([x[k] for x in runs]))
+
+    head = ("| study, trials | off: seconds / % hypervolume | "
+            + " | ".join(f"z = {z}: seconds / % (pruned, complete)" for z in zs) + " |")
+    lines = [head, "|---|---|" + "---|" * len(zs)]
+    for (study, budget), by_z in rows.items():
+        off = next(iter(by_z.values()))["off"]
+        cells = [f"{med(off, 'seconds'):.1f} / {100 * med(off, 'hv'):.1f}"]
+        for z in zs:
+            on = by_z[z]["on"]
+            cells.append(f"{med(on, 'seconds'):.1f} / {100 * med(on, 'hv'):.1f} "
+                         f"({med(on, 'pruned'):g}, {med(on, 'complete'):g})")
+        lines.append(f"| {study}, {budget} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def main() -> None:
@@ -320,12 +429,21 @@ def main() -> None:
     parser.add_argument("--oracle", action="store_true", help="also the greedy best subset of the grid's front")
     parser.add_argument("--multi-fidelity", type=int, default=0, metavar="K",
                         help="estimate subset-first pruning on K of the samples instead of the sampler runs")
-    parser.add_argument("--z", type=float, default=2.0, help="standard errors of clear dominance (--multi-fidelity)")
+    parser.add_argument("--z", type=float, nargs="*", default=[2.0],
+                        help="standard errors of clear dominance (--multi-fidelity; several: one run each)")
+    parser.add_argument("--draws", type=int, default=None,
+                        help="noise draws per sample in the subset stage (--multi-fidelity; default the metric's)")
+    parser.add_argument("--scalarization-ceiling", action="store_true",
+                        help="print what perfect Chebyshev scalarization with random weights reaches, per budget")
     parser.add_argument("--render", action="store_true", help="also write the table and the figure beside --out")
     parser.add_argument("--render-only", action="store_true", help="table and figure from an existing --out")
     args = parser.parse_args()
     if args.render_only:
-        render(json.loads(args.out.read_text()), args.out.with_suffix(""))
+        d = json.loads(args.out.read_text())
+        if "subset" in d:  # a --multi-fidelity result
+            print(multi_fidelity_table(d))
+        else:
+            render(d, args.out.with_suffix(""))
         return
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -336,18 +454,39 @@ def main() -> None:
         return
     import warnings
     warnings.simplefilter("ignore")
-    if args.multi_fidelity:
-        out = {}
+    if args.scalarization_ceiling:
+        import numpy as np
+
         for study in args.studies:
-            for sampler in args.samplers:
-                for share in args.shares:
-                    budget = round(share * len(cache.specs))
-                    runs = [multi_fidelity_run(cache, sampler, seed, STUDIES[study], budget,
-                                               subset=args.multi_fidelity, z=args.z) for seed in range(args.seeds)]
-                    out[f"{study}/{sampler}/{budget}"] = runs
-                    print(study, sampler, budget, [(round(r["hv"], 3), round(r["passes"], 1), r["pruned"])
-                                                   for r in runs], flush=True)
-        args.out.write_text(json.dumps({"subset": args.multi_fidelity, "z": args.z, "runs": out}, indent=1))
+            budgets = [round(share * len(cache.specs)) for share in args.shares]
+            for budget, runs in scalarization_ceiling(cache, STUDIES[study], budgets, args.seeds).items():
+                hv = [r["hv"] for r in runs]
+                print(f"{study}, {budget} weights: {100 * np.median(hv):.1f} % of the grid's hypervolume "
+                      f"[{100 * min(hv):.1f}-{100 * max(hv):.1f}], "
+                      f"{np.median([r['settings'] for r in runs]):g} distinct settings", flush=True)
+        return
+    if args.multi_fidelity:
+        stage = load_or_evaluate_subset(cache, cfg, subset=args.multi_fidelity, draws=args.draws)
+        subset_s, full_s = (sum(sum(x.values()) for x in stage[k]) for k in ("seconds", "full_seconds"))
+        print(f"subset stage: {subset_s:.0f} s for the grid against {full_s:.0f} s "
+              f"of full evaluations; the cached grid's metric vectors reproduced to {stage['max_abs_diff']:.3g}",
+              flush=True)
+        out = {}
+        for z in args.z:
+            for study in args.studies:
+                for sampler in args.samplers:
+                    for share in args.shares:
+                        budget = round(share * len(cache.specs))
+                        plain = [multi_fidelity_run(cache, sampler, seed, STUDIES[study], budget, stage=stage,
+                                                    z=z, prune=False) for seed in range(args.seeds)]
+                        runs = [multi_fidelity_run(cache, sampler, seed, STUDIES[study], budget, stage=stage, z=z)
+                                for seed in range(args.seeds)]
+                        out[f"{study}/{sampler}/{budget}/z={z:g}"] = {"off": plain, "on": runs}
+                        print(study, sampler, budget, f"z={z:g}",
+                              [(round(r["hv"], 3), round(r["seconds"]), r["pruned"]) for r in runs], flush=True)
+        args.out.write_text(json.dumps({"subset": args.multi_fidelity, "draws": args.draws, "z": args.z,
+                                        "command": " ".join(sys.argv[1:]), "runs": out}, indent=1))
+        print(multi_fidelity_table(json.loads(args.out.read_text())))
         return
     results = replay_all(cache, samplers=args.samplers, params=args.sampler_params, seeds=args.seeds,
                          studies=args.studies, shares=args.shares,
