@@ -149,13 +149,16 @@ def test_a_pruned_trial_counts_against_the_budget_and_stays_out_of_the_front(tmp
     optimize("fid", storage=storage, n_trials=2, device="cpu", progress=True)
     # the progress line says why
     err = capsys.readouterr().err
-    assert re.search(r"trial 1 pruned in \d+\.\d s \(dominated by trial 0 on the first 8 samples by more than "
-                     r"z=2", err), err
+    assert re.search(r"trial 1 pruned in \d+\.\d s \(dominated by trial 0 on the first 8 samples\): 2 of 2", err), err
     loaded = load_study("fid", storage=storage)
     assert [t.state for t in loaded.study.trials] == [TrialState.COMPLETE, TrialState.PRUNED]
     status = budget_status(loaded.study)
     assert (status.complete, status.pruned, status.finished) == (1, 1, 2)
     assert [r["number"] for r in pareto_rows(loaded)] == [0]
+    # the report's trial counts say how many multi-fidelity pruned
+    from xaiopt.report.page import _study
+    assert ("pruned as dominated on the multi-fidelity subset (user attr <code>pruned</code>)</td>"
+            "<td class='num'>1</td>") in _study(loaded)
 
 
 @pytest.mark.parametrize(("fidelity", "data", "message"), [

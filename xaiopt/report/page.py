@@ -23,12 +23,14 @@ from typing import Sequence
 
 import plotly.graph_objects as go
 import yaml
+from optuna.trial import TrialState
 from plotly.offline import get_plotlyjs
 
 from xaiopt.analysis import Recommendation, recommend
 from xaiopt.analysis.hypervolume import hypervolume_history
 from xaiopt.config import config_to_dict
 from xaiopt.errors import ConfigError
+from xaiopt.objective.attrs import PRUNED
 from xaiopt.report.canonization import better, canonization_figure, canonization_pairs, pair_title
 from xaiopt.report.gallery import Gallery, heatmap_gallery
 from xaiopt.report.importance import importance_figure, param_importances
@@ -243,6 +245,11 @@ def _study(loaded: LoadedStudy) -> str:
     counts += (f"<tr><td>distinct complete settings</td><td class='num'>{len(view.settings)}</td></tr>"
                f"<tr><td>repeats of a finished setting</td>"
                f"<td class='num'>{view.complete - len(view.settings)}</td></tr>")
+    by_fidelity = sum(1 for t in loaded.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+                      if PRUNED in t.user_attrs)
+    if by_fidelity:
+        counts += (f"<tr><td>pruned as dominated on the multi-fidelity subset (user attr <code>{PRUNED}</code>)"
+                   f"</td><td class='num'>{by_fidelity}</td></tr>")
     config = yaml.safe_dump(config_to_dict(loaded.config), sort_keys=False, allow_unicode=True)
     return (f"<table><tr><th>trials</th><th>count</th></tr>{counts}</table>"
             f"<details open><summary>Study config (YAML)</summary><pre>{html.escape(config)}</pre></details>")

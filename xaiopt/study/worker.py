@@ -223,7 +223,8 @@ def _report(line: TrialProgress, study: optuna.Study, trial_id: int, seconds: fl
     elif trial.state == TrialState.FAIL and trial.user_attrs.get("fail_reason"):
         note = str(trial.user_attrs["fail_reason"])[:100]
     elif trial.state == TrialState.PRUNED and trial.user_attrs.get("pruned"):  # multi-fidelity's reason
-        note = str(trial.user_attrs["pruned"])[:100]
+        # the dominating trial; the margins are in the user attr
+        note = str(trial.user_attrs["pruned"]).split(" by more than ")[0][:100]
     if budget is not None:
         status = budget_status(study)
         counts = {"complete": status.complete, "failed": status.failed, "pruned": status.pruned}
