@@ -26,6 +26,14 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def held_out_of(holdout: int | float | None, n: int) -> int:
+    """How many of ``n`` samples a validated ``data.holdout`` holds out: a count as given, a fraction
+    of ``n`` rounded half up (0.25 of 10 is 3, as a person rounds), 0 for None."""
+    if holdout is None:
+        return 0
+    return math.floor(holdout * n + 0.5) if isinstance(holdout, float) else int(holdout)
+
+
 def _one_of(value: str, valid: tuple[str, ...], what: str) -> str:
     if value not in valid:
         raise ValueError(f"unknown {what} {value!r} (valid: {', '.join(valid)})")
@@ -595,10 +603,7 @@ class StudyConfig(_Strict):
     def _fidelity_subset(self) -> "StudyConfig":
         f, data = self.fidelity, self.data
         if f is not None:
-            h = data.holdout
-            # held-out count rounded half up, as xaiopt/zoo/split.py holdout_count
-            held = 0 if h is None else h if isinstance(h, int) else math.floor(h * data.n_samples + 0.5)
-            search = data.n_samples - held
+            search = data.n_samples - held_out_of(data.holdout, data.n_samples)
             if f.subset >= search:
                 raise ValueError(f"fidelity.subset={f.subset} must be fewer than the {search} search samples "
                                  f"(data.n_samples minus data.holdout; valid: 2 to {search - 1})")

@@ -7,6 +7,7 @@ import math
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -191,10 +192,13 @@ class Objective:
             if PER_SAMPLE_ATTR in earlier.system_attrs:
                 _set_system_attr(trial, PER_SAMPLE_ATTR, earlier.system_attrs[PER_SAMPLE_ATTR])
             return tuple(earlier.values)
-        if self.cfg.fidelity is not None:
+        # multi-fidelity's two stages; a named baseline is the reference the report compares with,
+        # always evaluated in full
+        staged = self.cfg.fidelity is not None and baseline(trial) is None
+        if staged:
             self._prune_if_pruned_before(trial, spec, t0)
         try:
-            subset_seconds = self._subset_stage(trial, spec, t0)
+            subset_seconds = self._subset_stage(trial, spec, t0) if staged else None
             scores, seconds, attributions = self.evaluate_per_sample(spec)
         except TrialFailed as err:
             trial.set_user_attr(FAIL_REASON, str(err))
@@ -204,25 +208,27 @@ class Objective:
         _set_system_attr(trial, PER_SAMPLE_ATTR, pack_scores(scores))
         if subset_seconds is not None:
             seconds["fidelity_subset"] = subset_seconds
-        seconds["total"] = time.perf_counter() - t0
-        _set_system_attr(trial, SECONDS_ATTR, {k: round(v, 4) for k, v in seconds.items()})
-        trial.set_user_attr(SECONDS, round(seconds["total"], 4))
-        trial.set_user_attr("device", str(self.device))
+        self._record_seconds(trial, seconds, t0)
         if self.artifact_store is not None and self.cfg.runtime.heatmaps > 0:
             self._artifact_safely(trial, self._upload_heatmaps, trial, attributions[: self.cfg.runtime.heatmaps])
         out = tuple(values[name] for name, _, _ in self.plan)
         assert all(math.isfinite(v) for v in out)
         return out
 
+    def _record_seconds(self, trial: optuna.Trial, seconds: dict[str, float], t0: float) -> None:
+        """The trial's time per phase (system attr), its total since ``t0`` (user attr) and its device."""
+        seconds["total"] = time.perf_counter() - t0
+        _set_system_attr(trial, SECONDS_ATTR, {k: round(v, 4) for k, v in seconds.items()})
+        trial.set_user_attr(SECONDS, round(seconds["total"], 4))
+        trial.set_user_attr("device", str(self.device))
+
     def _subset_stage(self, trial: optuna.Trial, spec: ExplainerSpec, t0: float) -> float | None:
         """Multi-fidelity: score ``spec`` on the first ``fidelity.subset`` samples and raise
         :class:`optuna.TrialPruned` when a completed trial clearly dominates it there
-        (:func:`xaiopt.objective.fidelity.dominating`); the seconds it took, None when off or skipped
-        (no completed trial with per-sample scores to compare with)."""
+        (:func:`xaiopt.objective.fidelity.dominating`); the seconds it took, None when skipped (no
+        completed trial with per-sample scores to compare with)."""
         fidelity = self.cfg.fidelity
-        # a named baseline is the reference the report compares with: always evaluated in full
-        if fidelity is None or baseline(trial) is not None:
-            return None
+        assert fidelity is not None
         t = time.perf_counter()
         complete = trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
         completed = []
@@ -244,10 +250,7 @@ class Objective:
         reason = found.reason()
         trial.set_user_attr(PRUNED, reason)
         _set_system_attr(trial, FIDELITY_ATTR, found.to_dict())
-        total = time.perf_counter() - t0
-        _set_system_attr(trial, SECONDS_ATTR, {"fidelity_subset": round(elapsed, 4), "total": round(total, 4)})
-        trial.set_user_attr(SECONDS, round(total, 4))
-        trial.set_user_attr("device", str(self.device))
+        self._record_seconds(trial, {"fidelity_subset": elapsed}, t0)
         log.info("trial %d pruned: %s", trial.number, reason)
         raise optuna.TrialPruned(reason)
 
@@ -255,11 +258,8 @@ class Objective:
         """A setting multi-fidelity pruned before is pruned again without a model pass: its subset
         scores are a deterministic function of the setting, and the trial that dominated it is still
         complete."""
-        if baseline(trial) is not None:
-            return
-        wanted = spec.to_dict()
-        for t in trial.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)):
-            if PRUNED in t.user_attrs and FIDELITY_ATTR in t.system_attrs and spec_dict(t) == wanted:
+        for t in self._same_setting(trial, spec, TrialState.PRUNED):
+            if PRUNED in t.user_attrs and FIDELITY_ATTR in t.system_attrs:
                 first = int(t.user_attrs.get(PRUNED_AS, t.number))
                 reason = (t.user_attrs[PRUNED] if PRUNED_AS in t.user_attrs
                           else f"same setting as trial {first}, which was {t.user_attrs[PRUNED]}")
@@ -271,12 +271,14 @@ class Objective:
                 raise optuna.TrialPruned(reason)
 
     @staticmethod
-    def _same_explainer_done(trial: optuna.Trial, spec: ExplainerSpec) -> FrozenTrial | None:
+    def _same_setting(trial: optuna.Trial, spec: ExplainerSpec, state: TrialState) -> Iterator[FrozenTrial]:
+        """The study's trials in ``state`` that ran ``spec``, oldest first."""
         wanted = spec.to_dict()
-        for t in trial.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-            if spec_dict(t) == wanted and t.values is not None:
-                return t
-        return None
+        return (t for t in trial.study.get_trials(deepcopy=False, states=(state,)) if spec_dict(t) == wanted)
+
+    @classmethod
+    def _same_explainer_done(cls, trial: optuna.Trial, spec: ExplainerSpec) -> FrozenTrial | None:
+        return next((t for t in cls._same_setting(trial, spec, TrialState.COMPLETE) if t.values is not None), None)
 
     def heatmap_captions(self, k: int) -> list[str]:
         """The label under each of the first ``k`` heatmaps: the explained class, label or prediction."""

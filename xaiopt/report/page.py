@@ -239,14 +239,14 @@ def _gallery(g: Gallery) -> str:
 
 
 def _study(loaded: LoadedStudy) -> str:
-    states = Counter(t.state.name.lower() for t in loaded.study.get_trials(deepcopy=False))
+    trials = loaded.study.get_trials(deepcopy=False)
+    states = Counter(t.state.name.lower() for t in trials)
     view = study_view(loaded)
     counts = "".join(f"<tr><td>{html.escape(k)}</td><td class='num'>{v}</td></tr>" for k, v in sorted(states.items()))
     counts += (f"<tr><td>distinct complete settings</td><td class='num'>{len(view.settings)}</td></tr>"
                f"<tr><td>repeats of a finished setting</td>"
                f"<td class='num'>{view.complete - len(view.settings)}</td></tr>")
-    by_fidelity = sum(1 for t in loaded.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
-                      if PRUNED in t.user_attrs)
+    by_fidelity = sum(1 for t in trials if t.state == TrialState.PRUNED and PRUNED in t.user_attrs)
     if by_fidelity:
         counts += (f"<tr><td>pruned as dominated on the multi-fidelity subset (user attr <code>{PRUNED}</code>)"
                    f"</td><td class='num'>{by_fidelity}</td></tr>")

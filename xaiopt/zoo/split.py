@@ -24,12 +24,12 @@ Example:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
+from xaiopt.config.schema import held_out_of
 from xaiopt.errors import ConfigError
 
 
@@ -57,7 +57,7 @@ def holdout_count(holdout: float | int, n: int) -> int:
     if isinstance(holdout, float):
         if not 0.0 < holdout < 1.0:
             raise ConfigError(f"data.holdout: fraction {holdout} is out of range (valid: 0 < f < 1)")
-        k = math.floor(holdout * n + 0.5)  # half up: 0.25 of 10 is 3, as a person rounds
+        k = held_out_of(holdout, n)
         what = f"fraction {holdout} of {n} samples is {k}"
     else:
         k = int(holdout)
