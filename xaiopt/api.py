@@ -358,14 +358,14 @@ class ParetoTrial:
         """Write the export document (``.json``, for :func:`xaiopt.load_composite`) atomically."""
         import json
 
-        from xaiopt.study.export import _write_atomic
+        from xaiopt.files import write_atomic
 
         out = Path(out)
         if out.suffix != ".json":
             raise ConfigError(f"out: {out.name!r} must end in .json (xaiopt study export writes .py modules)")
         if not out.resolve().parent.is_dir():
             raise ConfigError(f"out: directory {out.parent} does not exist")
-        _write_atomic(out, json.dumps(self.document, indent=2, allow_nan=False) + "\n")
+        write_atomic(out, json.dumps(self.document, indent=2, allow_nan=False) + "\n")
         return out
 
 

@@ -181,3 +181,30 @@ def test_write_report_without_gallery_is_offline(two_way, tmp_path):
     assert 'id="gallery"' not in text and 'id="recommendation"' in text
     assert (tmp_path / "report" / "plotly.min.js").stat().st_size > 1_000_000
     assert "Recommended: trial 1" in text
+
+
+def test_a_report_whose_write_fails_leaves_no_half_directory(two_way, tmp_path, monkeypatch):
+    import errno
+
+    import xaiopt.report.page as page
+
+    real = page.write_atomic
+
+    def full_disk_at_index(path, data, **kw):
+        if path.name == "index.html":
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, data, **kw)
+
+    monkeypatch.setattr(page, "write_atomic", full_disk_at_index)
+    with pytest.raises(OSError, match="No space left"):
+        write_report(two_way, tmp_path / "fresh", images=0, dashboard=False)
+    assert not (tmp_path / "fresh").exists()  # not a directory holding plotly.min.js alone
+    # a directory that was there before is kept, with what it held, and no temporary file
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(OSError, match="No space left"):
+        write_report(two_way, kept, images=0, dashboard=False)
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt", "plotly.min.js"]
+    monkeypatch.setattr(page, "write_atomic", real)
+    assert write_report(two_way, kept, images=0, dashboard=False).read_text().startswith("<!doctype html>")

@@ -26,8 +26,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -39,6 +37,7 @@ import optuna
 
 from xaiopt.config import StudyConfig, config_to_dict, parse_config
 from xaiopt.errors import ConfigError, StudyError
+from xaiopt.files import write_atomic
 from xaiopt.space import ExplainerSpec, LayerGroups, SearchSpace
 
 FORMAT = 1
@@ -90,15 +89,7 @@ def grid_specs(space: SearchSpace) -> list[ExplainerSpec]:
 
 def _write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, separators=(",", ":"))
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is a plain data file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(obj, separators=(",", ":")), mode=0o644)  # a plain data file
 
 
 @dataclass

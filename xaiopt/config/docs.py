@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import tempfile
 import typing
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from xaiopt.config.schema import (
     Range,
     StudyConfig,
 )
+from xaiopt.files import write_atomic
 
 # models whose fields are described inside their parent's row instead of rows of their own
 _INLINE = (Choices, Range)
@@ -262,15 +262,7 @@ def write(out: str | os.PathLike[str]) -> Path:
     if problems:
         raise ValueError("; ".join(problems))
     out = Path(out)
-    fd, tmp = tempfile.mkstemp(dir=out.resolve().parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(render())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomic(out, render(), mode=0o644)
     return out
 
 

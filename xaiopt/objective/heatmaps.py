@@ -9,8 +9,7 @@ index, and whether it is the sample's label or the model's prediction (``data.ta
 
 from __future__ import annotations
 
-import os
-import tempfile
+import io
 from functools import lru_cache
 from pathlib import Path
 from typing import Sequence
@@ -18,6 +17,8 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
+
+from xaiopt.files import write_atomic
 
 FONT_SIZE = 12
 LINE = 16      # pixels per text line (FONT_SIZE plus leading)
@@ -156,14 +157,6 @@ def save_heatmap_grid(attributions: Tensor, path: str | Path, *, images: Tensor 
         centers = [i * (tile + gap) + tile / 2 for i in range(n)]
         parts.append(_band([_cut(label, tile - 2) for label in labels], rgb.shape[1], centers))
     image = Image.fromarray(np.concatenate(parts, axis=0), mode="RGB")
-    path = Path(path)
-    # written beside the target and renamed: a reader never sees half a PNG
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    png = io.BytesIO()
+    image.save(png, format="PNG")
+    return write_atomic(path, png.getvalue())  # a reader never sees half a PNG

@@ -17,6 +17,7 @@ import base64
 import datetime as _dt
 import html
 import logging
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
@@ -30,6 +31,7 @@ from xaiopt.analysis import Recommendation, recommend
 from xaiopt.analysis.hypervolume import hypervolume_history
 from xaiopt.config import config_to_dict
 from xaiopt.errors import ConfigError
+from xaiopt.files import write_atomic
 from xaiopt.objective.attrs import PRUNED
 from xaiopt.report.canonization import better, canonization_figure, canonization_pairs, pair_title
 from xaiopt.report.gallery import Gallery, heatmap_gallery
@@ -255,17 +257,6 @@ def _study(loaded: LoadedStudy) -> str:
             f"<details open><summary>Study config (YAML)</summary><pre>{html.escape(config)}</pre></details>")
 
 
-def _write(path: Path, text: str) -> None:
-    # written beside the target and renamed over it: a reader never sees half a file, nor a failure a temp file
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _out_dir(out_dir: str | Path) -> Path:
     """``out_dir`` checked, not yet created: it is made only once the whole report is computed, so a
     command that fails on the way (a database outage) leaves no empty directory behind."""
@@ -377,14 +368,18 @@ def write_report(loaded: LoadedStudy, out_dir: str | Path, *, prefer: Sequence[s
            f"<h1>xaiopt report: study {html.escape(name)}</h1><p>{rec.settings} distinct settings, "
            f"{rec.complete_trials} complete trials, {len(loaded.metric_names)} metrics; written {when}.{published}</p>"
            f"<nav>{nav}</nav></header><main>{''.join(sections)}</main></body></html>")
+    made = not out.exists()
     out.mkdir(exist_ok=True)
     js = out / PLOTLY_JS
     plotly_js = get_plotlyjs()
-    if not js.is_file() or js.stat().st_size != len(plotly_js.encode("utf-8")):
-        _write(js, plotly_js)
-    index = out / "index.html"
-    _write(index, doc)
-    return index
+    try:
+        if not js.is_file() or js.stat().st_size != len(plotly_js.encode("utf-8")):
+            write_atomic(js, plotly_js)
+        return write_atomic(out / "index.html", doc)
+    except BaseException:
+        if made:  # a directory this call made holds a whole report or nothing (a full disk, say)
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
 
 def _empty_or_figure(fig: go.Figure, name: str) -> str:

@@ -25,6 +25,7 @@ from plotly.subplots import make_subplots
 
 from xaiopt.analysis import Recommendation
 from xaiopt.errors import ConfigError
+from xaiopt.files import write_atomic
 from xaiopt.report.view import StudyView, empty_figure, metric_label, short_name, study_view
 from xaiopt.study import LoadedStudy
 
@@ -250,7 +251,4 @@ def write_pareto_html(loaded: LoadedStudy, out: str | Path) -> Path:
     body = "\n".join(parts)
     doc = (f"<!doctype html><html><head><meta charset='utf-8'><title>xaiopt: {html.escape(loaded.study.study_name)}"
            f"</title></head><body style='font-family:sans-serif'>{body}</body></html>")
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(doc, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return write_atomic(out, doc)  # a reader never sees half a file

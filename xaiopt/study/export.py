@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from xaiopt import __version__
 from xaiopt.errors import ConfigError, StudyError
+from xaiopt.files import write_atomic
 from xaiopt.objective.attrs import spec_dict
 from xaiopt.space import ExplainerSpec, LayerGroups, get_rule
 from xaiopt.space.exported import composite_document, name_rules, plugin_imports
@@ -111,7 +110,7 @@ def export_composite(loaded: LoadedStudy, *, trial: int | None, out: str | Path,
         text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
     else:
         text = _python_module(loaded, t, spec, layers, bounds, out)
-    _write_atomic(out, text)
+    write_atomic(out, text)
     return out
 
 
@@ -185,22 +184,3 @@ def _defined_names(source: str) -> set[str]:
         elif isinstance(node, (ast.FunctionDef, ast.ClassDef)):
             names.add(node.name)
     return names
-
-
-def _write_atomic(out: Path, text: str) -> None:
-    # a temporary file beside the target, renamed over it: a reader never sees half a file
-    fd, tmp = tempfile.mkstemp(dir=out.resolve().parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; the file is the user's, as open() would make it
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask

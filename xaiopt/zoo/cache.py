@@ -17,12 +17,10 @@ The directory is the ``cache_dir`` argument, else ``$XAIOPT_CACHE_DIR``, else ``
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import asdict
 from pathlib import Path
@@ -31,6 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from xaiopt.files import write_atomic
 from xaiopt.zoo.benchmark_models import build_benchmark_model
 from xaiopt.zoo.training import RECIPES, TrainingRecipe, train_benchmark_model
 
@@ -80,8 +79,9 @@ def load_trained(architecture: str, *, cache_dir: str | os.PathLike[str] | None 
     }
     try:
         weights_path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic(weights_path, payload)
-        _write_atomic(sidecar_path, (json.dumps(sidecar, indent=2, sort_keys=True) + "\n").encode())
+        # readable by every user: the cache may be shared
+        write_atomic(weights_path, payload, mode=0o644, durable=True)
+        write_atomic(sidecar_path, json.dumps(sidecar, indent=2, sort_keys=True) + "\n", mode=0o644, durable=True)
     except OSError as error:  # an unwritable cache costs a retrain next time, not this run
         warnings.warn(f"cannot write the benchmark model cache {weights_path} ({error})", stacklevel=2)
     return model
@@ -127,18 +127,3 @@ def _serialize(state: dict[str, torch.Tensor]) -> bytes:
     buffer = io.BytesIO()
     torch.save(state, buffer)
     return buffer.getvalue()
-
-
-def _write_atomic(path: Path, payload: bytes) -> None:
-    handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(payload)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temp_name, 0o644)  # mkstemp creates 0600; the cache may be shared between users
-        os.replace(temp_name, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp_name)
-        raise
