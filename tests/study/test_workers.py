@@ -53,10 +53,12 @@ def test_three_workers_share_one_budget(tmp_path, pg_url, capsys):
     assert eps_plus.params["canonize"] is True and eps_plus.params["first_layer"] == "same"
     assert eps_plus.params["conv1.rule"] == eps_plus.params["conv2.rule"] == "zplus"
     assert eps_plus.params["classifier.rule"] == "epsilon" and eps_plus.params["classifier.epsilon"] == 1e-6
-    # the work was shared (a worker that starts after the others have taken the last trial finds
-    # nothing left: with fast trials that is a matter of start-up time, not of the budget)
+    # every kept trial names the worker that ran it, and the three workers' counts add up to the
+    # budget. Whether all three got work is a matter of start-up time with trials this fast (one
+    # up seconds before the others may take all nine), so the spread is not asserted here:
+    # test_load.py's 150 trials by six workers, long enough for all to start, assert that each worked.
     per_worker = Counter(t.user_attrs["worker"] for t in kept)
-    assert len(per_worker) >= 2 and max(per_worker.values()) < 9, per_worker
+    assert sum(per_worker.values()) == 9 and all(per_worker), per_worker
 
     # a late worker finds nothing to do and leaves at once
     code = main(["worker", "--storage", pg_url, "--study", "three", "--no-progress"])
