@@ -3,11 +3,13 @@ loaded, no console error, no request leaving the machine; the gallery's attribut
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from xaiopt.analysis import recommend
 from xaiopt.config import parse_config
@@ -47,6 +49,22 @@ def small(tmp_path_factory):
     create_study(parse_config(CFG), storage=storage)
     optimize("small", storage=storage, n_trials=5, device="cpu")
     return load_study("small", storage=storage)
+
+
+@contextlib.contextmanager
+def _chromium_page():
+    """A page of headless Chromium and the list of the dialogs (alert, confirm) it opened."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            dialogs: list[str] = []
+            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            yield page, dialogs
+        finally:
+            browser.close()
 
 
 def _render(page, path: Path) -> dict:
@@ -131,22 +149,135 @@ XSS = "<img src=x onerror=alert(1)>"
 
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
 def test_user_strings_render_as_text_never_as_markup(url, tmp_path):
-    from playwright.sync_api import sync_playwright
 
     rows = [dict(values=[0.2, 0.5], baseline=f"{XSS}:canonized"), dict(values=[0.8, 0.4]), dict(values=[0.5, 0.6])]
     index = write_report(build(url, ["sparseness", "relevance_mass_accuracy"], rows, name=XSS), tmp_path / "xss",
                          images=0, dashboard=False)
     html_text = index.read_text()
     assert XSS not in html_text  # escaped wherever the page or a figure shows it
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 900})
-            dialogs: list[str] = []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-            got = _render(page, index)
-            injected = page.evaluate("document.querySelectorAll('img[src=\"x\"]').length")
-        finally:
-            browser.close()
+    with _chromium_page() as (page, dialogs):
+        got = _render(page, index)
+        injected = page.evaluate("document.querySelectorAll('img[src=\"x\"]').length")
     assert dialogs == [] and injected == 0 and got["problems"] == []
     assert f"study {XSS}" in got["text"]  # shown as the text it is
+
+
+# what a user can name: the study, the image folder's path and its classes, a plugin metric
+HOSTILE = {
+    "study": "<img src=x onerror=alert('study')>",
+    "folder": "<img src=x onerror=alert('path')>",
+    "class_a": "<img src=x onerror=alert('class')>",
+    "class_b": "\"'><svg onload=alert('class2')>",
+    "metric": "<svg onload=alert('metric')>",
+}
+
+
+@pytest.fixture
+def hostile_metric():
+    from xaiopt.metrics import register_metric, registry
+
+    @register_metric(HOSTILE["metric"], category="complexity", direction="minimize", passes="none")
+    def l1(ctx):
+        return ctx.attributions.abs().flatten(1).sum(1)
+
+    yield HOSTILE["metric"]
+    registry._REGISTRY.pop(HOSTILE["metric"], None)  # later tests list this process's metric names
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
+def test_a_real_study_of_hostile_names_renders_them_as_text(tmp_path, hostile_metric):
+    """A real study (trials run, gallery attributions computed) on an image folder whose path and
+    class names, study name and plugin metric name are markup: the page shows each as text."""
+    import numpy as np
+    from PIL import Image
+
+    data = tmp_path / HOSTILE["folder"] / "data"
+    rng = np.random.default_rng(0)
+    for c in (HOSTILE["class_a"], HOSTILE["class_b"]):
+        (data / c).mkdir(parents=True)
+        for i in range(2):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(data / c / f"{i}.png")
+    cfg = {"name": HOSTILE["study"], "device": "cpu", "seed": 0,
+           "model": {"name": "torchvision:resnet18", "num_classes": 2},
+           "data": {"name": f"imagefolder:{data}", "n_samples": 4, "image_size": 32},
+           "space": {"layer_groups": 1, "rules": ["epsilon", "zplus"], "epsilon": [0.1], "first_layer": ["zbox"],
+                     "canonize": [True, False]},
+           "metrics": ["sparseness", hostile_metric], "sampler": {"name": "random"},
+           "runtime": {"heatmaps": 0}, "baselines": []}
+    storage = f"sqlite:///{tmp_path / 'h.db'}"
+    create_study(parse_config(cfg), storage=storage)
+    optimize(HOSTILE["study"], storage=storage, n_trials=3, device="cpu")
+    loaded = load_study(HOSTILE["study"], storage=storage)
+    index = write_report(loaded, tmp_path / "out", images=4, device="cpu", dashboard=False)
+    html_text = index.read_text()
+    for what, s in HOSTILE.items():
+        assert s not in html_text, what  # escaped wherever the page or a figure shows it
+    with _chromium_page() as (page, dialogs):
+        got = _render(page, index)
+        injected = page.evaluate("document.querySelectorAll('img[src=\"x\"], svg[onload]').length")
+        configs = page.evaluate("Array.from(document.querySelectorAll('pre')).map(e => e.textContent)")
+    assert dialogs == [] and injected == 0 and got["problems"] == [] and got["outside"] == []
+    assert got["images"] and all(got["images"])  # the gallery was drawn
+    text = got["text"]
+    assert f"study {HOSTILE['study']}" in text
+    for what in ("class_a", "class_b"):
+        assert f"class {HOSTILE[what]}" in text, what  # the gallery's column headers
+    assert HOSTILE["metric"] in text  # the recommendation's and the profile's metric columns
+    # the study's config as text: parsed back, it names the folder, markup and all
+    shown = [yaml.safe_load(c) for c in configs if "imagefolder:" in c]
+    assert [c["data"]["name"] for c in shown] == [f"imagefolder:{data}"]
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium at /usr/bin/chromium (apt-get install chromium)")
+def test_hostile_names_in_optuna_dashboard_render_as_text(tmp_path, hostile_metric):
+    """The recommendation xaiopt writes into the study's optuna-dashboard note, the Pareto graph it
+    publishes and the dashboard's own pages (served by `xaiopt dashboard`) show markup as text."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from xaiopt.report.dashboard import publish
+
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    rows = [dict(values=[0.2, 5.0], baseline=f"{HOSTILE['class_a']}:canonized"), dict(values=[0.8, 4.0]),
+            dict(values=[0.5, 6.0])]
+    loaded = build(url, ["sparseness", hostile_metric], rows, name=HOSTILE["study"])
+    publish(loaded)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "dashboard.log"
+    proc = subprocess.Popen([sys.executable, "-m", "xaiopt", "dashboard", "--storage", url, "--port", str(port)],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/studies", timeout=5) as r:
+                    sid = json.loads(r.read())["study_summaries"][0]["study_id"]
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.3)
+        seen: dict[str, str] = {}
+        with _chromium_page() as (page, dialogs):
+            for view in ("", "/trials", "/analytics", "/note"):
+                page.goto(f"{base}/dashboard/studies/{sid}{view}")
+                page.wait_for_function(f"document.body.innerText.includes({json.dumps(HOSTILE['study'])})",
+                                       timeout=20_000)
+                page.wait_for_timeout(500)
+                injected = page.evaluate("document.querySelectorAll('img[src=\"x\"], svg[onload]').length")
+                assert injected == 0, view
+                seen[view] = page.inner_text("body")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert dialogs == []
+    note = seen["/note"]  # the note xaiopt wrote, as text: the study, the metric, the baseline
+    assert f"xaiopt recommendation for {HOSTILE['study']}" in note
+    assert HOSTILE["metric"] in note and HOSTILE["class_a"] in note
