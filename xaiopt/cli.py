@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 from typing import Sequence
 
@@ -232,8 +233,8 @@ def _publish(loaded) -> None:
         return
     publish(loaded)
     print(f"xaiopt: recommendation written to the study's note in optuna-dashboard "
-          f"(`xaiopt study recommend {loaded.study.study_name}`, `xaiopt study report "
-          f"{loaded.study.study_name} --out DIR`)", file=sys.stderr)
+          f"(`xaiopt study recommend {shlex.quote(loaded.study.study_name)}`, `xaiopt study report "
+          f"{shlex.quote(loaded.study.study_name)} --out DIR`)", file=sys.stderr)
 
 
 def _print_evaluation(loaded, out) -> None:
@@ -296,8 +297,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
             base = args.name or cfg.name
             print(f"created {len(made)} per-class studies in {_redact(made[0].storage_url)}: "
                   f"{', '.join(m.study.study_name for m in made)}")
-            print(f"optimize each (`xaiopt study optimize {made[0].study.study_name}` ...), then compare them with "
-                  f"the all-class study: `xaiopt study compare {base}`")
+            print(f"optimize each (`xaiopt study optimize {shlex.quote(made[0].study.study_name)}` ...), "
+                  f"then compare them with the all-class study: `xaiopt study compare {shlex.quote(base)}`")
             return 0
         loaded = st.create_study(cfg, name=args.name, storage=args.storage, artifact_dir=args.artifacts,
                                  n_trials=args.n_trials, baselines=args.baseline)

@@ -97,3 +97,42 @@ def test_export_errors_exit_2_and_write_nothing(storage, tmp_path, capsys, monke
     assert re.fullmatch(r"xaiopt: error: " + message + r"\n", err), err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f.json"]
     assert (tmp_path / "f.json").read_text() == "kept"
+
+
+def test_a_study_name_that_is_code_stays_text_in_the_exported_module(tmp_path, capsys):
+    """A study name (shared on PostgreSQL, anyone may choose it) holding a docstring's end, quotes,
+    a backslash and a control character: importing the export runs none of it, and ``__doc__``
+    reads the name back; the command xaiopt suggests for it is quoted for the shell."""
+    import importlib.util
+    import shlex
+
+    marker = tmp_path / "ran"
+    name = f'x"""; import pathlib; pathlib.Path({str(marker)!r}).write_text("1"); """ \\ \x0c end'
+    cfg = {**CFG, "name": name, "data": {"n_samples": 2}, "metrics": ["sparseness"], "baselines": []}
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    create_study(parse_config(cfg), storage=url)
+    optimize(name, storage=url, n_trials=1, device="cpu")
+    code, _, err = run(capsys, "study", "export", name, "--out", str(tmp_path / "named.py"), "--storage", url)
+    assert code == 0, err
+    spec = importlib.util.spec_from_file_location("named", tmp_path / "named.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert not marker.exists()
+    assert module.__doc__.splitlines()[0] == f"zennit composite exported by xaiopt: study {name!r}, trial 0."
+    assert module.make_composite() is not None
+    # the suggested `xaiopt study delete ...` is one shell word for the name (error lines show
+    # control characters escaped, so this name has none)
+    shell = "a'b; touch $(pwd)/x \"c\""
+    create_study(parse_config({**cfg, "name": shell}), storage=url)
+    code, _, err = run(capsys, "study", "create", _write(tmp_path, {**cfg, "name": shell}), "--storage", url)
+    assert code == 2
+    suggested = err.split("`")[1]
+    assert shlex.split(suggested) == ["xaiopt", "study", "delete", shell]
+
+
+def _write(tmp_path, cfg) -> str:
+    import yaml
+
+    path = tmp_path / "again.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return str(path)

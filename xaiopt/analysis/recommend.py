@@ -18,6 +18,7 @@ Example::
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -134,7 +135,7 @@ def _scoring(loaded: LoadedStudy, prefer: Prefer):
                 if t.values is not None]
     if not complete:
         raise StudyError(f"study {loaded.study.study_name!r} has no complete trials yet: nothing to recommend "
-                         f"(run `xaiopt study optimize {loaded.study.study_name}`)")
+                         f"(run `xaiopt study optimize {shlex.quote(loaded.study.study_name)}`)")
     present = [c for c in dict.fromkeys(categories)]
     weights = category_weights(prefer, present=present)
     cands, alias = distinct_settings(complete)

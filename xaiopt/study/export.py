@@ -36,7 +36,7 @@ from xaiopt.study.pareto import front_trials
 # output format by the suffix of --out
 FORMATS = {".py": "python", ".json": "json"}
 
-_TEMPLATE = '''"""zennit composite exported by xaiopt: study {study!r}, trial {number}.
+_TEMPLATE = '''"""zennit composite exported by xaiopt: study {study}, trial {number}.
 
 Explainer: {text}
 Metric values: {values}
@@ -151,16 +151,36 @@ def _chosen_trial(loaded: LoadedStudy, trial: int | None) -> FrozenTrial:
     return complete[trial]
 
 
+def _in_docstring(text: str) -> str:
+    """``text`` as it must be written inside the module's docstring for ``__doc__`` to read it back:
+    a study, metric or file name holding ``\"\"\"`` or a backslash would otherwise end the docstring
+    early, and what followed would run as code when the module is imported."""
+    out = []
+    for ch in text:
+        if ch in '\\"':
+            out.append("\\" + ch)
+        elif ch != "\n" and (ord(ch) < 32 or ord(ch) == 127):
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def _in_comment(text: str) -> str:
+    """``text`` on one comment line (a module name may hold a newline; the next line would be code)."""
+    return text.encode("unicode_escape").decode("ascii")
+
+
 def _python_module(loaded: LoadedStudy, t: FrozenTrial, spec: ExplainerSpec, layers: LayerGroups,
                    bounds: dict[str, Any], out: Path) -> str:
     lines = []
     for entry in name_rules(spec, layers):
         code = get_rule(entry.rule).code.format(param=entry.value, low="LOW", high="HIGH")
-        lines.append(f"    ({entry.names!r}, {code}),  # {entry.label}")
+        lines.append(f"    ({entry.names!r}, {code}),  # {_in_comment(entry.label)}")
     fields = dict(
-        study=loaded.study.study_name, number=t.number, text=spec.describe(),
-        values=", ".join(f"{n}={v:.4g}" for n, v in zip(loaded.metric_names, t.values)),
-        module=out.stem, model=loaded.config.model.name,
+        study=_in_docstring(repr(loaded.study.study_name)), number=t.number, text=_in_docstring(spec.describe()),
+        values=_in_docstring(", ".join(f"{n}={v:.4g}" for n, v in zip(loaded.metric_names, t.values))),
+        module=_in_docstring(out.stem), model=_in_docstring(loaded.config.model.name),
         canon_import="from xaiopt.canonize import GraphCanonizer\n" if spec.canonize else "",
         canon_doc=" (canonizes the model while registered; removed afterwards)" if spec.canonize else "",
         canonizers="[GraphCanonizer()]" if spec.canonize else "None",

@@ -8,6 +8,7 @@ optuna-dashboard open it unchanged.
 from __future__ import annotations
 
 import os
+import shlex
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -240,7 +241,8 @@ def _baseline_queue(cfg: StudyConfig, groups: dict[str, list[str]]) -> list[tupl
 def _refuse_existing(rdb, name: str, url: str) -> None:
     if name in optuna.get_all_study_names(rdb):
         raise StudyExistsError(
-            f"study {name!r} already exists in {_where(url)} (choose another --name, or `xaiopt study delete {name}`)"
+            f"study {name!r} already exists in {_where(url)} "
+            f"(choose another --name, or `xaiopt study delete {shlex.quote(name)}`)"
         )
 
 
