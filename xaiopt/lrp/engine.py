@@ -12,6 +12,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import Sequence
 
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from xaiopt.errors import ConfigError
+from xaiopt.lrp.attention import OperationCensus, TransformerRules
 from xaiopt.lrp.cache import (
     ForwardCache,
     Recorded,
@@ -88,12 +90,22 @@ def target_seed(out: Tensor, targets: Tensor) -> Tensor:
 
 
 def relevances(out: Tensor, inp: Tensor, watched: dict[str, Tensor], targets: Tensor, *,
-               keep: bool) -> dict[str, Tensor]:
+               keep: bool, gradient_frame: bool = False) -> dict[str, Tensor]:
     """The backward of the target logits: relevance at each watched tensor, and at the input (channels
-    summed) under :data:`INPUT`. A watched tensor the logits do not depend on gets zeros."""
+    summed) under :data:`INPUT`. A watched tensor the logits do not depend on gets zeros.
+
+    ``gradient_frame``: the graph was recorded under the transformer rules, where what flows back is
+    a gradient; the seed is then the one-hot target (the logit's relevance is the logit times 1) and
+    a tensor's relevance is the tensor times its gradient."""
     tensors = list(watched.values())
-    grads = torch.autograd.grad(out, [inp, *tensors], grad_outputs=target_seed(out, targets), retain_graph=keep,
+    if gradient_frame:
+        seed = torch.zeros_like(out).scatter_(1, targets.view(-1, 1).to(out.device), 1.0)
+    else:
+        seed = target_seed(out, targets)
+    grads = torch.autograd.grad(out, [inp, *tensors], grad_outputs=seed, retain_graph=keep,
                                 allow_unused=bool(tensors))
+    if gradient_frame:
+        grads = tuple(None if g is None else g * t.detach() for g, t in zip(grads, [inp, *tensors]))
     result = {name: (torch.zeros_like(t) if g is None else g).detach()
               for (name, t), g in zip(watched.items(), grads[1:])}
     result[INPUT] = grads[0].sum(dim=1, keepdim=True).detach()
@@ -104,14 +116,53 @@ def concat_chunks(parts: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
 
+class _ModuleStack:
+    """The names of the modules running now (forward pre/post hooks on every module)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.names: list[str] = []
+        self.root = f"<forward of {type(model).__name__}>"
+        self._handles = []
+        for name, module in model.named_modules():
+            self._handles.append(module.register_forward_pre_hook(self._enter(name)))
+            self._handles.append(module.register_forward_hook(self._leave, always_call=True))
+
+    def _enter(self, name: str):
+        def hook(module, args) -> None:
+            self.names.append(name)
+        return hook
+
+    def _leave(self, module, args, output) -> None:
+        self.names.pop()
+
+    def innermost(self) -> str:
+        return self.names[-1] if self.names and self.names[-1] else self.root
+
+    def remove(self) -> None:
+        for h in self._handles:
+            h.remove()
+
+
 def record(model: nn.Module, rules: dict, x: Tensor, *, measure: bool, watch: tuple[str, ...] = (),
-           what: str = "the model") -> Recorded:
+           what: str = "the model", attention: str | None = None,
+           census: OperationCensus | None = None) -> Recorded:
     """Run the forward of ``model`` on ``x`` with relevance nodes behind every hooked module, keeping
-    the outputs of the ``watch`` modules."""
-    board = RuleBoard(rules)
+    the outputs of the ``watch`` modules.
+
+    ``attention`` (``attnlrp`` | ``cp``): a transformer, recorded under
+    :class:`~xaiopt.lrp.attention.TransformerRules` in the gradient x input frame (the parameters
+    frozen meanwhile, so that only input-dependent tensors require gradients); ``census`` then
+    counts what ran on the input's path."""
+    board = RuleBoard(rules, attention)
     recorder = Recorder(model, board, hooked_modules(model, rules), watch=watch)
     saved: list[Tensor] = []
+    frozen = [p for p in model.parameters() if p.requires_grad] if attention is not None else []
+    stack = _ModuleStack(model) if census is not None else None
+    rules_mode = (TransformerRules(board, census, where=stack.innermost if stack else None)
+                  if attention is not None else contextlib.nullcontext())
     try:
+        for p in frozen:
+            p.requires_grad_(False)
         with torch.enable_grad():
             inp = x.detach().clone().requires_grad_(True)
             if measure:
@@ -119,12 +170,17 @@ def record(model: nn.Module, rules: dict, x: Tensor, *, measure: bool, watch: tu
                     saved.append(t)
                     return t
 
-                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), rules_mode:
                     out = model(inp)
             else:
-                out = model(inp)
+                with rules_mode:
+                    out = model(inp)
     finally:
         recorder.remove()
+        if stack is not None:
+            stack.remove()
+        for p in frozen:
+            p.requires_grad_(True)
     watched = called_once(recorder.outputs, what=what)
     base = _nbytes([inp, out, *saved, *(s.x for s in recorder.sites), *(s.y for s in recorder.sites),
                     *watched.values()]) if measure else 0
@@ -134,7 +190,8 @@ def record(model: nn.Module, rules: dict, x: Tensor, *, measure: bool, watch: tu
 
 def relevance_of(entry: Recorded, targets: Tensor, *, keep: bool) -> Tensor:
     """Input relevance (channels summed) of the target logits, seeded with the logits themselves."""
-    return relevances(entry.out, entry.inp, {}, targets, keep=keep)[INPUT]
+    return relevances(entry.out, entry.inp, {}, targets, keep=keep,
+                      gradient_frame=entry.board.attention is not None)[INPUT]
 
 
 class LrpExplainer:
@@ -147,6 +204,7 @@ class LrpExplainer:
     def __init__(self, spec: ExplainerSpec, model: nn.Module, layers: LayerGroups, *, low: Tensor | None,
                  high: Tensor | None, batch_budget: int, cache: ForwardCache | None = None) -> None:
         self.model = model
+        self.attention = spec.attention
         self.rules = rule_table(spec, model, layers, low=low, high=high)
         self.batch_budget = batch_budget
         self.cache = cache if cache is not None and cache.budget_bytes > 0 else None
@@ -180,23 +238,29 @@ class LrpExplainer:
 
     def _explain(self, x: Tensor, targets: Tensor, model_key, watch: tuple[str, ...]) -> dict[str, Tensor]:
         cache = self.cache
+        gradient_frame = self.attention is not None
         if cache is None:
-            entry = record(self.model, self.rules, x, measure=False, watch=watch, what=self._what)
-            return relevances(entry.out, entry.inp, entry.watched, targets, keep=False)
-        # an entry keeps the outputs of the modules it watched: a different set is a different entry
-        key = (model_key, self._names, watch, input_fingerprint(x))
+            entry = record(self.model, self.rules, x, measure=False, watch=watch, what=self._what,
+                           attention=self.attention)
+            return relevances(entry.out, entry.inp, entry.watched, targets, keep=False, gradient_frame=gradient_frame)
+        # an entry keeps the outputs of the modules it watched: a different set is a different entry; a
+        # transformer's entry serves both attention rules (read at backward time), not a CNN spec
+        key = (model_key, self._names, watch, gradient_frame, input_fingerprint(x))
         entry = cache.lookup(key, self.model)
         fresh = entry is None
         if fresh:
-            entry = record(self.model, self.rules, x, measure=True, watch=watch, what=self._what)
+            entry = record(self.model, self.rules, x, measure=True, watch=watch, what=self._what,
+                           attention=self.attention)
             if cache.admits(entry):
                 for site in entry.sites:
                     if site.x is not None:
                         site.derived = {}
             else:
-                return relevances(entry.out, entry.inp, entry.watched, targets, keep=False)
+                return relevances(entry.out, entry.inp, entry.watched, targets, keep=False,
+                                  gradient_frame=gradient_frame)
         entry.board.rules = self.rules
-        result = relevances(entry.out, entry.inp, entry.watched, targets, keep=True)
+        entry.board.attention = self.attention
+        result = relevances(entry.out, entry.inp, entry.watched, targets, keep=True, gradient_frame=gradient_frame)
         if fresh:
             cache.store(key, entry)
         return result

@@ -41,6 +41,9 @@ def rule_table(spec: ExplainerSpec, model: nn.Module, layers: LayerGroups, *, lo
                high: Tensor | None) -> dict[str, LrpRule]:
     """Module name -> :class:`LrpRule` for every module the composite would hook."""
     chosen = named_rules(spec, layers, low=low, high=high)
+    # a transformer spec runs in the gradient x input frame, where activations, norms and sums are
+    # the function-level rules of xaiopt.lrp.attention: only weighted layers take module rules
+    transformer = spec.attention is not None
     table: dict[str, LrpRule] = {}
     for name, module in model.named_modules():
         if name in chosen:
@@ -48,6 +51,9 @@ def rule_table(spec: ExplainerSpec, model: nn.Module, layers: LayerGroups, *, lo
             if rule not in RULES:
                 raise KeyError(f"the LRP engine has no implementation of rule {rule!r}; use runtime.engine: zennit")
             table[name] = RULES[rule](value, low, high)
+        elif transformer:
+            if is_weighted(module):
+                table[name] = _UNGROUPED
         elif isinstance(module, (Activation, BatchNorm)):
             table[name] = _PASS
         elif isinstance(module, (Sum, AvgPool)):

@@ -14,16 +14,26 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from xaiopt.lrp.rules import LrpRule, Pass
+from xaiopt.lrp.rules import LrpRule, Pass, stabilize
 from xaiopt.lrp.site import Site
 from xaiopt.space.groups import is_weighted
 
 
-class RuleBoard:
-    """The rules a recorded graph reads when it is differentiated (mutable between backward passes)."""
+# LXT's zennit bridge divides a rule's input relevance by the input stabilized with this
+GRADIENT_FRAME_EPSILON = 1e-10
 
-    def __init__(self, rules: dict[str, LrpRule]) -> None:
+
+class RuleBoard:
+    """The rules a recorded graph reads when it is differentiated (mutable between backward passes).
+
+    ``attention``: ``None`` for the relevance frame of CNNs (what flows backward is relevance);
+    ``attnlrp`` | ``cp`` for transformers, recorded under :class:`~xaiopt.lrp.attention.TransformerRules`
+    in the gradient x input frame, the attention rule read at backward time.
+    """
+
+    def __init__(self, rules: dict[str, LrpRule], attention: str | None = None) -> None:
         self.rules = rules
+        self.attention = attention
 
 
 class _Relay(torch.autograd.Function):
@@ -35,8 +45,12 @@ class _Relay(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        site = ctx.site
-        relevance = ctx.board.rules[site.name].relevance(site, grad)
+        site, board = ctx.site, ctx.board
+        if board.attention is None:
+            relevance = board.rules[site.name].relevance(site, grad)
+        else:  # gradient x input frame: the rule maps R_out = grad * y to R_in, passed on as R_in / stab(x)
+            relevance = board.rules[site.name].relevance(site, grad * site.output())
+            relevance = relevance / stabilize(site.input(), GRADIENT_FRAME_EPSILON)
         if relevance.shape != site.x_shape:
             raise RuntimeError(
                 f"LRP: the rule of {site.name!r} gives relevance of shape {tuple(relevance.shape)} for an input of "

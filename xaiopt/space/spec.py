@@ -43,13 +43,18 @@ class ExplainerSpec:
     canonize: bool
     first_layer: str
     groups: dict[str, GroupRule] = field(default_factory=dict)
+    # transformers: the rule of the attention (``attnlrp`` | ``cp``); None for a CNN
+    attention: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        d: dict[str, Any] = {
             "canonize": self.canonize,
             "first_layer": self.first_layer,
             "groups": {g: {"rule": r.rule, "value": r.value} for g, r in self.groups.items()},
         }
+        if self.attention is not None:
+            d["attention"] = self.attention
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ExplainerSpec":
@@ -57,10 +62,13 @@ class ExplainerSpec:
             canonize=bool(d["canonize"]),
             first_layer=str(d["first_layer"]),
             groups={g: GroupRule(r["rule"], r.get("value")) for g, r in d["groups"].items()},
+            attention=d.get("attention"),
         )
 
     def describe(self) -> str:
         parts = [f"canonize={'yes' if self.canonize else 'no'}", f"first={self.first_layer}"]
+        if self.attention is not None:
+            parts.append(f"attention={self.attention}")
         parts += [f"{g}={r.describe()}" for g, r in self.groups.items()]
         return " ".join(parts)
 
