@@ -59,7 +59,8 @@ _NEUTRAL = ("dim", "size", "numel", "__len__", "__get__", "__format__", "__repr_
             "__int__", "__float__", "is_floating_point", "is_contiguous", "data_ptr", "element_size",
             "stride", "storage_offset", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "eq", "ne", "lt",
             "le", "gt", "ge", "isfinite", "isnan", "any", "all", "argmax", "argmin", "argsort", "nonzero",
-            "sign", "item", "tolist", "numpy", "cpu", "cuda", "get_device", "has_names", "_has_compatible_shallow_copy_type",
+            "sign", "item", "tolist", "numpy", "cpu", "cuda", "get_device", "has_names",
+            "_has_compatible_shallow_copy_type",
             "__hash__", "__contains__", "__iter__", "__reduce_ex__", "__deepcopy__", "untyped_storage",
             "is_complex", "apply", "backward", "register_hook", "retain_grad", "__array__", "_is_view", "equal",
             "allclose", "isclose", "device", "layout", "ndimension", "nelement", "__dlpack__")

@@ -18,7 +18,6 @@ from xaiopt.lrp.rules import LrpRule, Pass, stabilize
 from xaiopt.lrp.site import Site
 from xaiopt.space.groups import is_weighted
 
-
 # LXT's zennit bridge divides a rule's input relevance by the input stabilized with this
 GRADIENT_FRAME_EPSILON = 1e-10
 

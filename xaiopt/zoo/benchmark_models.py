@@ -1,7 +1,7 @@
-"""Small BatchNorm CNNs for the embedded benchmark (3x64x64 inputs, 4 classes).
+"""Small models for the embedded benchmark (3x64x64 inputs, 4 classes): three BatchNorm CNNs and a ViT.
 
-The layer names follow torchvision so that rules and canonizers written for the real networks
-find familiar structure:
+The layer names follow torchvision (the CNNs) and timm (the ViT) so that rules and canonizers
+written for the real networks find familiar structure:
 
 - ``vgg``: ``features`` (Conv-BN-ReLU blocks with MaxPool), ``avgpool``, ``flatten``,
   ``classifier`` (Linear-ReLU-Linear).
@@ -11,8 +11,14 @@ find familiar structure:
   BN -> ReLU -> Conv(1x1) -> BN -> ReLU -> Conv(3x3) layers whose outputs are concatenated,
   ``transitionK`` (BN -> ReLU -> Conv(1x1) -> AvgPool), ``norm5``/``relu5``; then ``avgpool``,
   ``flatten``, ``classifier``.
+- ``vit``: timm's ``VisionTransformer`` in small: ``patch_embed`` (a strided Conv2d, 8x8 patches),
+  ``cls_token`` and ``pos_embed`` parameters, ``blocks`` of pre-norm ``Block``s (``norm1``,
+  ``attn`` with a fused ``qkv`` Linear, ``scaled_dot_product_attention`` and ``proj``; ``norm2``,
+  ``mlp`` with ``fc1``/``act``/``fc2``), the final ``norm`` and a ``head`` on the class token.
 
-Every non-linearity is a module (no functional ReLU in ``forward``), so hooks see all of them.
+In the CNNs every non-linearity is a module (no functional ReLU in ``forward``), so hooks see all
+of them; the ViT's GELU and LayerNorms are modules too, its softmax is the one inside
+:func:`torch.nn.functional.scaled_dot_product_attention`, as in timm.
 
 Example:
     >>> import torch
@@ -44,7 +50,7 @@ def _register(name: str) -> Callable[[Callable[[int], nn.Module]], Callable[[int
 
 
 def architecture_names() -> tuple[str, ...]:
-    """The benchmark architectures, e.g. ``("vgg", "resnet", "densenet")``."""
+    """The benchmark architectures, e.g. ``("vgg", "resnet", "densenet", "vit")``."""
     return tuple(_ARCHITECTURES)
 
 
@@ -187,6 +193,89 @@ class BenchmarkDenseNet(nn.Module):
         return self.classifier(self.flatten(self.avgpool(self.features(x))))
 
 
+class Attention(nn.Module):
+    """timm's multi-head self-attention: one fused ``qkv`` Linear, SDPA, then ``proj``."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"dim must be divisible by num_heads, got dim={dim}, num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, tokens, dim = x.shape
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)
+        x = nn.functional.scaled_dot_product_attention(q, k, v)
+        return self.proj(x.transpose(1, 2).reshape(batch, tokens, dim))
+
+
+class Mlp(nn.Module):
+    """timm's transformer MLP: ``fc1`` -> ``act`` (GELU) -> ``fc2``."""
+
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Block(nn.Module):
+    """timm's pre-norm transformer block: ``x + attn(norm1(x))``, then ``x + mlp(norm2(x))``."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
+        return x + self.mlp(self.norm2(x))
+
+
+class BenchmarkViT(nn.Module):
+    """ViT-like (timm's ``VisionTransformer`` layout): 8x8 patches, a class token, pre-norm blocks, head."""
+
+    def __init__(
+        self,
+        num_classes: int = 4,
+        dim: int = 64,
+        depth: int = 4,
+        num_heads: int = 4,
+        mlp_ratio: float = 2.0,
+        patch_size: int = 8,
+        image_size: int = 64,
+    ) -> None:
+        super().__init__()
+        num_patches = (image_size // patch_size) ** 2
+        self.patch_embed = nn.Conv2d(3, dim, kernel_size=patch_size, stride=patch_size)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + num_patches, dim))
+        self.blocks = nn.Sequential(*(Block(dim, num_heads, mlp_ratio) for _ in range(depth)))
+        self.norm = nn.LayerNorm(dim)
+        self.head = nn.Linear(dim, num_classes)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):  # timm's default ViT init; torch's trains worse here
+                nn.init.trunc_normal_(module.weight, std=0.02)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, patches, dim)
+        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        x = self.norm(self.blocks(x))
+        return self.head(x[:, 0])
+
+
 @_register("vgg")
 def _vgg(num_classes: int) -> nn.Module:
     return BenchmarkVGG(num_classes)
@@ -200,3 +289,8 @@ def _resnet(num_classes: int) -> nn.Module:
 @_register("densenet")
 def _densenet(num_classes: int) -> nn.Module:
     return BenchmarkDenseNet(num_classes)
+
+
+@_register("vit")
+def _vit(num_classes: int) -> nn.Module:
+    return BenchmarkViT(num_classes)
