@@ -22,7 +22,9 @@ A function on the input's path that is none of these is ``unknown``: no rule cov
 
 from __future__ import annotations
 
-from torch import Tensor
+import torch
+from torch import Tensor, nn
+from torch.overrides import TorchFunctionMode
 
 NORM, SOFTMAX, BILINEAR, SDPA, ACTIVATION, MHA, LINEAR, NEUTRAL, UNKNOWN = (
     "norm", "softmax", "bilinear", "sdpa", "activation", "mha", "linear", "neutral", "unknown")
@@ -104,3 +106,32 @@ def input_dependent(args, kwargs) -> list[Tensor]:
 
 
 RULED = (NORM, SOFTMAX, BILINEAR, SDPA, ACTIVATION, MHA)
+
+
+class _AttentionProbe(TorchFunctionMode):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if kind_of(func) in (SOFTMAX, SDPA, MHA) and input_dependent(args, kwargs):
+            self.calls += 1
+        return func(*args, **kwargs)
+
+
+def attention_calls(model: nn.Module, example_input: Tensor) -> int:
+    """How many attentions (a softmax, ``scaled_dot_product_attention`` or ``multi_head_attention_forward``
+    on the input's path) one forward of ``model`` runs: a transformer runs at least one. Measured by
+    running, with the parameters frozen for the pass."""
+    frozen = [p for p in model.parameters() if p.requires_grad]
+    probe = _AttentionProbe()
+    try:
+        for p in frozen:
+            p.requires_grad_(False)
+        with torch.enable_grad(), probe:
+            model(example_input[:1].detach().clone().requires_grad_(True))
+    finally:
+        for p in frozen:
+            p.requires_grad_(True)
+    return probe.calls

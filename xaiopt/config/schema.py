@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Tag, field_validator,
 
 from xaiopt.config.rule_names import BUILTIN_PARAMS, first_layer_rules, group_rules, plugin_params, rule_param
 
+ATTENTION_RULES = ("attnlrp", "cp")
 SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "grid", "qmc")
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -219,6 +220,22 @@ class SpaceConfig(RuleChoice):
     gamma: ParamSpace | None = Choices(choices=[0.0, 0.1, 0.25, 0.5, 1.0, 10.0])
     epsilon: ParamSpace | None = Choices(choices=[1e-6, 1e-3, 1e-2, 1e-1, 1.0])
     overrides: dict[str, RuleChoice] = {}
+    # transformers only: the attention rules searched (attnlrp: AttnLRP's softmax and uniform rules,
+    # cp: attention weights held constant, CP-LRP); unset: attnlrp for a model that runs attention
+    attention: list[str] | None = None
+
+    @field_validator("attention")
+    @classmethod
+    def _attention(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError(f"empty list; give at least one of {', '.join(ATTENTION_RULES)}")
+        for r in v:
+            _one_of(r, ATTENTION_RULES, "attention rule")
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicate rules in {v}")
+        return v
 
     @field_validator("canonize")
     @classmethod
@@ -270,9 +287,11 @@ class SpaceConfig(RuleChoice):
         return self
 
     def group_names(self) -> list[str]:
-        """Names of the layer groups (automatic: conv1..convK and classifier)."""
+        """Names of the layer groups (automatic: conv1..convK and classifier for a CNN, blocks1..blocksK
+        and head for a transformer; which applies is known once the model runs)."""
         if isinstance(self.layer_groups, int):
-            return [f"conv{i + 1}" for i in range(self.layer_groups)] + ["classifier"]
+            k = range(1, self.layer_groups + 1)
+            return [f"conv{i}" for i in k] + ["classifier"] + [f"blocks{i}" for i in k] + ["head"]
         return [g.name for g in self.layer_groups]
 
     @model_validator(mode="after")

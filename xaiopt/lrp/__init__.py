@@ -9,6 +9,7 @@ Public API::
 See docs/lrp.md for the design, every rule's formula and the forward cache.
 """
 
+from xaiopt.lrp.attention import ATTENTION_RULES, OperationCensus
 from xaiopt.lrp.cache import (
     CacheStats,
     ForwardCache,
@@ -16,18 +17,21 @@ from xaiopt.lrp.cache import (
     model_fingerprint,
     shared_cache,
 )
-from xaiopt.lrp.engine import LrpExplainer, record, relevance_of
+from xaiopt.lrp.engine import LrpExplainer, operation_census, record, relevance_of
 from xaiopt.lrp.mapping import rule_table
 from xaiopt.lrp.rules import RULES, LrpRule
 
 __all__ = [
+    "ATTENTION_RULES",
     "RULES",
+    "OperationCensus",
     "CacheStats",
     "ForwardCache",
     "LrpExplainer",
     "LrpRule",
     "input_fingerprint",
     "model_fingerprint",
+    "operation_census",
     "record",
     "relevance_of",
     "rule_table",

@@ -39,8 +39,8 @@ from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
 from xaiopt.canonize import operations as ops
+from xaiopt.config.schema import ATTENTION_RULES
 
-ATTENTION_RULES = ("attnlrp", "cp")
 # LXT's identity rule adds this to the input of an elementwise non-linearity
 IDENTITY_EPSILON = 1e-10
 

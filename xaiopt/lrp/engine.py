@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from xaiopt.errors import ConfigError
-from xaiopt.lrp.attention import OperationCensus, TransformerRules
+from xaiopt.lrp.attention import ATTENTION_RULES, OperationCensus, TransformerRules
 from xaiopt.lrp.cache import (
     ForwardCache,
     Recorded,
@@ -186,6 +186,24 @@ def record(model: nn.Module, rules: dict, x: Tensor, *, measure: bool, watch: tu
                     *watched.values()]) if measure else 0
     return Recorded(inp=inp, out=out, board=board, sites=recorder.sites, base_bytes=base,
                     model_ref=weakref.ref(model), watched=watched)
+
+
+def operation_census(model: nn.Module, example_input: Tensor) -> OperationCensus:
+    """What a transformer computes on the input's path, measured on one recorded forward under the
+    transformer rules: calls per kind of rule, and the operations no rule covers, by name and module.
+
+    Example::
+
+        census = operation_census(vit, x[:1])
+        census.counts      # {'layer_norm': 25, 'scaled_dot_product_attention': 12, 'activation gelu': 12, ...}
+        census.uncovered   # [] or ['normalize in layers.0.blocks.0.attn', ...]
+    """
+    from xaiopt.lrp.mapping import ungrouped_rules
+
+    census = OperationCensus()
+    record(model, ungrouped_rules(model), example_input[:1], measure=False, attention=ATTENTION_RULES[0],
+           census=census)
+    return census
 
 
 def relevance_of(entry: Recorded, targets: Tensor, *, keep: bool) -> Tensor:

@@ -61,3 +61,8 @@ def rule_table(spec: ExplainerSpec, model: nn.Module, layers: LayerGroups, *, lo
         elif is_weighted(module):
             table[name] = _UNGROUPED
     return table
+
+
+def ungrouped_rules(model: nn.Module) -> dict[str, LrpRule]:
+    """Every weighted layer with the rule of ungrouped layers (a transformer's table when no spec is chosen)."""
+    return {name: _UNGROUPED for name, module in model.named_modules() if is_weighted(module)}

@@ -25,6 +25,7 @@ from xaiopt.canonize import canonize
 from xaiopt.canonize.census import census
 from xaiopt.config import StudyConfig
 from xaiopt.errors import ConfigError
+from xaiopt.lrp import operation_census
 from xaiopt.objective.layout import as_layout, choose_layout
 from xaiopt.objective.progress import step
 from xaiopt.space import LayerGroups, resolve_groups
@@ -216,6 +217,8 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     # the plain model's groups only matter when plain trials are searched: a model whose layers
     # become modules only in its twin (functional convolutions) can still be studied canonized
     layers = resolve_groups(model, x[:1], cfg.space.layer_groups) if plain else twin_layers
+    if layers.transformer:
+        _check_transformer_rules(cfg, [m for m in ((model if plain else None), twin) if m is not None], x[:1])
     fmt = choose_layout(cfg.runtime.memory_format, [m for m in (model, twin) if m is not None], x)
     x = as_layout(x, fmt)
     t_canon = time.perf_counter()
@@ -240,6 +243,22 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     step("benchmark ready on %s in %.1f s (model %.1f s, data %.1f s, canonization %.1f s)", device,
          seconds["total"], seconds["model"], seconds["data"], seconds["canonize"])
     return bench
+
+
+def _check_transformer_rules(cfg: StudyConfig, models: list[nn.Module], example: Tensor) -> None:
+    """A transformer is studied only when a rule covers every operation on its input's path (measured
+    on a recorded forward): otherwise one line naming the operations, before any trial."""
+    for model in models:
+        found = operation_census(model, example)
+        step("transformer rules on %s: %s", cfg.model.name,
+             ", ".join(f"{n} x{k}" for k, n in sorted(found.counts.items(), key=lambda kv: -kv[1])))
+        if found.uncovered:
+            names = list(dict.fromkeys(found.uncovered))
+            raise ConfigError(
+                f"model {cfg.model.name!r}: no LRP rule covers {len(found.uncovered)} operation(s) on the input's "
+                f"path: {'; '.join(names[:4])}{'; ...' if len(names) > 4 else ''} (measured on a forward pass; "
+                f"covered: linear layers and operations, layer/RMS norms, softmax, attention products, "
+                f"scaled_dot_product_attention, nn.MultiheadAttention, elementwise activations)")
 
 
 def _first_use(cfg: StudyConfig) -> str:

@@ -105,6 +105,15 @@ def explainer_for(
     """
     if engine not in ENGINES:
         raise ConfigError(f"runtime.engine: unknown LRP engine {engine!r} (valid: {', '.join(ENGINES)})")
+    if spec.attention is not None:
+        # zennit has no rules for attention, norms or products of activations: transformers are explained
+        # by xaiopt's engine only (equal to LXT's AttnLRP / CP-LRP, tests/lrp/test_transformer_vs_lxt.py)
+        if engine != "xaiopt":
+            raise ConfigError("runtime.engine: zennit cannot explain a transformer (no rules for softmax, "
+                              "attention products or layer norms); use runtime.engine: xaiopt")
+        if not _engine_covers(spec, layers, low, high):
+            raise ConfigError(f"space.rules: {spec.describe()} names a plugin rule, which exists only as a zennit "
+                              f"hook; a transformer is explained by xaiopt's engine alone (valid: the built-in rules)")
     if engine == "xaiopt":
         if _engine_covers(spec, layers, low, high):
             cache = shared_cache(lrp_cache_mb) if lrp_cache_mb > 0 else None

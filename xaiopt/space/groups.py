@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from zennit.types import Convolution, Linear
 
+from xaiopt.canonize.operations import attention_calls
 from xaiopt.config import ExplicitGroup
 from xaiopt.errors import ConfigError
 
@@ -55,6 +56,8 @@ class LayerGroups:
 
     groups: dict[str, list[str]]
     first_layer: str | None
+    # the model runs attention (measured on a forward pass): its relevance needs the transformer rules
+    transformer: bool = False
 
     def group_of(self) -> dict[str, str]:
         return {m: g for g, mods in self.groups.items() for m in mods}
@@ -79,6 +82,9 @@ def resolve_groups(
         raise ConfigError("model: no Conv or Linear layer was called in the forward pass; nothing to attach rules to")
     modules = dict(model.named_modules())
     first = order[0]
+    transformer = attention_calls(model, example_input) > 0
+    if isinstance(spec, int) and transformer:
+        return LayerGroups(groups=_block_groups(model, order, spec), first_layer=first, transformer=True)
     if isinstance(spec, int):
         convs = [n for n in order if isinstance(modules[n], Convolution)]
         linears = [n for n in order if isinstance(modules[n], nn.Linear)]
@@ -95,7 +101,7 @@ def resolve_groups(
             groups[f"conv{i + 1}"] = convs[start:start + size]
             start += size
         groups["classifier"] = linears
-        return LayerGroups(groups=groups, first_layer=first)
+        return LayerGroups(groups=groups, first_layer=first, transformer=transformer)
 
     groups = {}
     taken: dict[str, str] = {}
@@ -112,4 +118,53 @@ def resolve_groups(
                 raise ConfigError(f"space.layer_groups: layer {n!r} is in both {taken[n]!r} and {g.name!r}")
             taken[n] = g.name
         groups[g.name] = members
-    return LayerGroups(groups=groups, first_layer=first)
+    return LayerGroups(groups=groups, first_layer=first, transformer=transformer)
+
+
+def _block_groups(model: nn.Module, order: list[str], k: int) -> dict[str, list[str]]:
+    """A transformer's weighted layers by depth: its blocks (the children of the container whose most
+    children run weighted layers, e.g. ``blocks`` or ``encoder.layers``) split into ``k`` contiguous
+    groups ``blocks1`` .. ``blocksK`` (the layers before the first block, the patch embedding, join
+    ``blocks1``), and the layers after the last block in ``head``."""
+    best, blocks = "", []
+    for name, module in model.named_modules():
+        children = [f"{name}.{c}" if name else c for c, _ in module.named_children()]
+        running = [c for c in children if any(n == c or n.startswith(c + ".") for n in order)]
+        if len(running) > len(blocks):
+            best, blocks = name, running
+    if len(blocks) < 2 or not best:
+        raise ConfigError("space.layer_groups: the model runs attention but no container of blocks was found "
+                          "(a module whose children are the blocks); name the groups explicitly: "
+                          "[{name: ..., modules: [...]}]")
+    if len(blocks) < k:
+        raise ConfigError(f"space.layer_groups: {k} block groups asked for, but the transformer has only "
+                          f"{len(blocks)} blocks (use at most {len(blocks)})")
+    block_of = {}
+    for n in order:
+        for i, b in enumerate(blocks):
+            if n == b or n.startswith(b + "."):
+                block_of[n] = i
+    first_block = min(order.index(n) for n in block_of)
+    last_block = max(order.index(n) for n in block_of)
+    base, extra = divmod(len(blocks), k)
+    bounds, start = [], 0
+    for i in range(k):
+        start += base + (1 if i < extra else 0)
+        bounds.append(start)
+    groups: dict[str, list[str]] = {f"blocks{i + 1}": [] for i in range(k)}
+    groups["head"] = []
+    for position, n in enumerate(order):
+        if n in block_of:
+            groups[f"blocks{next(i for i, b in enumerate(bounds) if block_of[n] < b) + 1}"].append(n)
+        elif position < first_block:
+            groups["blocks1"].append(n)
+        elif position > last_block:
+            groups["head"].append(n)
+        else:  # a weighted layer between blocks (a downsampling stage of a hierarchical model)
+            groups[f"blocks{next(i for i, b in enumerate(bounds) if _block_before(order, block_of, position) < b) + 1}"
+                   ].append(n)
+    return groups
+
+
+def _block_before(order: list[str], block_of: dict[str, int], position: int) -> int:
+    return max(block_of[n] for n in order[:position] if n in block_of)

@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 
 from xaiopt.config import Choices, Range, RuleChoice, SpaceConfig
+from xaiopt.errors import ConfigError
 from xaiopt.space.groups import LayerGroups
 from xaiopt.space.rules import get_rule
 from xaiopt.space.spec import ExplainerSpec, GroupRule
@@ -63,6 +64,11 @@ class SearchSpace:
         self.cfg = cfg
         self.layers = layers
         self.grid = grid
+        if cfg.attention is not None and not layers.transformer:
+            raise ConfigError("space.attention: the model runs no attention (no softmax or scaled_dot_product_"
+                              "attention on the input's path, measured on a forward pass); remove space.attention")
+        # a transformer's attention rule: AttnLRP unless the study searches it
+        self.attention: list[str] = list(cfg.attention or ["attnlrp"]) if layers.transformer else []
         self.groups: list[GroupSpace] = []
         for name in layers.non_empty():
             override = cfg.overrides.get(name, RuleChoice())
@@ -79,6 +85,7 @@ class SearchSpace:
     def suggest(self, trial: optuna.Trial) -> ExplainerSpec:
         canonize = self._categorical(trial, "canonize", list(self.cfg.canonize))
         first = self._categorical(trial, "first_layer", list(self.cfg.first_layer))
+        attention = self._categorical(trial, "attention", self.attention) if self.attention else None
         groups: dict[str, GroupRule] = {}
         for g in self.groups:
             if self.grid:
@@ -95,7 +102,7 @@ class SearchSpace:
                 else:
                     value = float(self._categorical(trial, key, list(space.choices)))
             groups[g.name] = GroupRule(rule, value)
-        return ExplainerSpec(canonize=bool(canonize), first_layer=str(first), groups=groups)
+        return ExplainerSpec(canonize=bool(canonize), first_layer=str(first), groups=groups, attention=attention)
 
     @staticmethod
     def _categorical(trial: optuna.Trial, name: str, choices: list[Any]) -> Any:
@@ -111,6 +118,8 @@ class SearchSpace:
             space["canonize"] = list(self.cfg.canonize)
         if len(self.cfg.first_layer) > 1:
             space["first_layer"] = list(self.cfg.first_layer)
+        if len(self.attention) > 1:
+            space["attention"] = list(self.attention)
         for g in self.groups:
             settings = g.settings()
             if len(settings) > 1:
@@ -119,7 +128,7 @@ class SearchSpace:
 
     def size(self) -> int | None:
         """Number of distinct configurations, or None when a parameter is continuous."""
-        n = len(self.cfg.canonize) * len(self.cfg.first_layer)
+        n = len(self.cfg.canonize) * len(self.cfg.first_layer) * max(len(self.attention), 1)
         for g in self.groups:
             if any(isinstance(p, Range) for r in g.rules if (p := g.params.get(get_rule(r).param or "")) is not None):
                 return None
