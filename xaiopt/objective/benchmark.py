@@ -251,7 +251,7 @@ def _check_transformer_rules(cfg: StudyConfig, models: list[nn.Module], example:
     for model in models:
         found = operation_census(model, example)
         step("transformer rules on %s: %s", cfg.model.name,
-             ", ".join(f"{n} x{k}" for k, n in sorted(found.counts.items(), key=lambda kv: -kv[1])))
+             ", ".join(f"{k} x{n}" for k, n in sorted(found.counts.items(), key=lambda kv: -kv[1])))
         if found.uncovered:
             names = list(dict.fromkeys(found.uncovered))
             raise ConfigError(

@@ -104,6 +104,8 @@ def _params(label: str, b: Baseline, canonize: bool, space: SearchSpace, dense: 
     params: dict[str, Any] = {}
     _fixed(label, "canonize", canonize, list(space.cfg.canonize), params, "canonize")
     _fixed(label, "first_layer", b.first_layer, list(space.cfg.first_layer), params, "first_layer")
+    if len(space.attention) > 1:  # a transformer's baseline is the composite under AttnLRP's attention rules
+        params["attention"] = space.attention[0]
     for g in space.groups:
         want = b.dense if g.name in dense else b.conv
         if space.grid:
