@@ -126,13 +126,15 @@ def _block_groups(model: nn.Module, order: list[str], k: int) -> dict[str, list[
     children run weighted layers, e.g. ``blocks`` or ``encoder.layers``) split into ``k`` contiguous
     groups ``blocks1`` .. ``blocksK`` (the layers before the first block, the patch embedding, join
     ``blocks1``), and the layers after the last block in ``head``."""
-    best, blocks = "", []
+    blocks: list[str] = []
     for name, module in model.named_modules():
-        children = [f"{name}.{c}" if name else c for c, _ in module.named_children()]
+        if not name:  # the model's own children are its stages (embedding, blocks, head), not blocks
+            continue
+        children = [f"{name}.{c}" for c, _ in module.named_children()]
         running = [c for c in children if any(n == c or n.startswith(c + ".") for n in order)]
         if len(running) > len(blocks):
-            best, blocks = name, running
-    if len(blocks) < 2 or not best:
+            blocks = running
+    if len(blocks) < 2:
         raise ConfigError("space.layer_groups: the model runs attention but no container of blocks was found "
                           "(a module whose children are the blocks); name the groups explicitly: "
                           "[{name: ..., modules: [...]}]")
