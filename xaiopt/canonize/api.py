@@ -9,6 +9,7 @@ import warnings
 import torch
 from torch import nn
 
+from .attention import unfuse_attention
 from .canonizer import GraphCanonizer
 from .census import census
 from .changes import Changes
@@ -93,16 +94,21 @@ def canonize(
         changes.merges += instance.changes.merges
         changes.rewrites += instance.changes.rewrites
         changes.skipped += instance.changes.skipped
-    canonized = any(i.graph is not None for i in instances)
+    # attention whose projections no module runs (nn.MultiheadAttention) or one module runs for three
+    # roles (a fused qkv Linear): one Linear module per projection
+    unfused, kept_fused = unfuse_attention(twin)
+    changes.rewrites += unfused
+    changes.skipped += kept_fused
+    canonized = any(i.graph is not None for i in instances) or bool(unfused)
     untraced = [s for s in changes.skipped if s.reason.startswith("torch.fx cannot trace")]
-    reason = None if instances else "model was already canonized"
+    reason = None if instances or unfused else "model was already canonized"
     if untraced:
         where = ", ".join(s.target or "<model>" for s in untraced)
         done = "canonized its traceable submodules only" if canonized else "the model is used uncanonized"
         reason = f"{untraced[0].reason}; {done} (not traced: {where})"
         warnings.warn(f"xaiopt.canonize: {reason}", stacklevel=2)
     report = CanonizationReport(
-        name, canonized or not instances, reason,
+        name, canonized or not (instances or unfused), reason,
         changes.merges, changes.rewrites, changes.skipped,
     )
     if verify:

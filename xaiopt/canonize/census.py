@@ -81,6 +81,10 @@ class _Watch(TorchFunctionMode):
         if self._depth == 0:
             if func in _BATCH_NORM and _signal(args, kwargs):
                 self.batch_norms.append(self._where())
+            elif func is F.multi_head_attention_forward and _signal(args, kwargs):
+                # its q, k, v and output projections are F.linear calls on the module's parameters
+                self.weighted += 4
+                self.unhooked += [f"{self._where()}: linear (multi_head_attention_forward)"] * 4
             elif func in _WEIGHTED and _signal(args, kwargs):
                 self.weighted += 1
                 inner = self.stack[-1][1] if self.stack else None

@@ -29,8 +29,8 @@ gamma, ...) convert between the frames as LXT's zennit bridge does: ``R_out = gr
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
+from functools import partial
 
 import torch
 from torch import Tensor
@@ -39,6 +39,7 @@ from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
 from xaiopt.canonize import operations as ops
+from xaiopt.canonize.attention import multi_head_attention
 from xaiopt.config.schema import ATTENTION_RULES
 
 # LXT's identity rule adds this to the input of an elementwise non-linearity
@@ -289,9 +290,9 @@ def _unfused_attention(query, key, value, embed_dim_to_check, num_heads, in_proj
                        key_padding_mask=None, need_weights=True, attn_mask=None, use_separate_proj_weight=False,
                        q_proj_weight=None, k_proj_weight=None, v_proj_weight=None, static_k=None, static_v=None,
                        average_attn_weights=True, is_causal=False):
-    """``F.multi_head_attention_forward`` written out of linear layers, products and a softmax (or
-    ``scaled_dot_product_attention`` when the weights are not returned): a closure to run under the
-    rules. The variants it does not cover raise :class:`UnsupportedOperation`."""
+    """``F.multi_head_attention_forward`` as :func:`xaiopt.canonize.attention.multi_head_attention`
+    (linear layers, products and a softmax, or ``scaled_dot_product_attention``): a closure to run
+    under the rules. The variants it does not cover raise :class:`UnsupportedOperation`."""
     for what, value_ in (("bias_k", bias_k), ("bias_v", bias_v), ("static_k", static_k), ("static_v", static_v),
                          ("key_padding_mask", key_padding_mask)):
         if value_ is not None:
@@ -302,40 +303,9 @@ def _unfused_attention(query, key, value, embed_dim_to_check, num_heads, in_proj
         raise UnsupportedOperation("attention dropout in training mode")
     if is_causal and attn_mask is None:
         raise UnsupportedOperation("is_causal without attn_mask is not supported")
-
-    def run():
-        batched = query.dim() == 3
-        q_in, k_in, v_in = (t if batched else t.unsqueeze(1) for t in (query, key, value))
-        length, batch, embed = q_in.shape
-        heads, head_dim = num_heads, embed // num_heads
-        if use_separate_proj_weight:
-            wq, wk, wv = q_proj_weight, k_proj_weight, v_proj_weight
-        else:
-            wq, wk, wv = in_proj_weight.chunk(3)
-        bq, bk, bv = (None, None, None) if in_proj_bias is None else in_proj_bias.chunk(3)
-
-        def project(t, w, b):  # (L, N, E) -> (N, H, L, d)
-            return F.linear(t, w, b).reshape(t.shape[0], batch, heads, head_dim).permute(1, 2, 0, 3)
-
-        q, k, v = project(q_in, wq, bq), project(k_in, wk, bk), project(v_in, wv, bv)
-        mask = attn_mask
-        if mask is not None:
-            if mask.dtype == torch.bool:
-                mask = torch.zeros(mask.shape, dtype=q.dtype, device=q.device).masked_fill(mask, float("-inf"))
-            mask = mask.reshape(batch, heads, length, -1) if mask.dim() == 3 else mask
-        weights = None
-        if need_weights:
-            scores = torch.matmul(q * (1.0 / math.sqrt(head_dim)), k.transpose(-2, -1))
-            if mask is not None:
-                scores = scores + mask
-            weights = torch.softmax(scores, dim=-1)
-            out = torch.matmul(weights, v)
-            weights = weights.mean(dim=1) if average_attn_weights else weights
-            if not batched:
-                weights = weights.squeeze(0)
-        else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        out = F.linear(out.permute(2, 0, 1, 3).reshape(length, batch, embed), out_proj_weight, out_proj_bias)
-        return (out if batched else out.squeeze(1)), weights
-
-    return run
+    weights = (q_proj_weight, k_proj_weight, v_proj_weight) if use_separate_proj_weight else in_proj_weight.chunk(3)
+    biases = (None, None, None) if in_proj_bias is None else in_proj_bias.chunk(3)
+    project = tuple(partial(F.linear, weight=w, bias=b) for w, b in zip(weights, biases)) + (
+        partial(F.linear, weight=out_proj_weight, bias=out_proj_bias),)
+    return partial(multi_head_attention, query, key, value, num_heads=num_heads, project=project,
+                   attn_mask=attn_mask, need_weights=need_weights, average_attn_weights=average_attn_weights)
