@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import time
 import warnings
 
@@ -13,6 +12,7 @@ from .attention import unfuse_attention
 from .canonizer import GraphCanonizer
 from .census import census
 from .changes import Changes
+from .copying import copy_model
 from .report import CanonizationReport
 from .verify import verify_equivalence
 
@@ -77,13 +77,13 @@ def canonize(
     start = time.perf_counter()
     canonizer = canonizer if canonizer is not None else GraphCanonizer()
     name = type(model).__name__
-    twin = copy.deepcopy(model).eval()
+    twin = copy_model(model).eval()
     try:
         instances = canonizer.apply(twin)
     except Exception as error:  # a rewrite that failed has been undone; the model must still run
         reason = f"canonization of {name} failed ({type(error).__name__}: {str(error).strip()[:300]})"
         warnings.warn(f"xaiopt.canonize: {reason}; the model is used uncanonized", stacklevel=2)
-        twin = copy.deepcopy(model).eval()
+        twin = copy_model(model).eval()
         report = CanonizationReport(name, False, reason)
         _measure(report, model, twin, _example(model, example_input))
         report.seconds = time.perf_counter() - start
@@ -119,7 +119,7 @@ def canonize(
             failure = f"check could not run ({type(error).__name__}: {error})"
         if failure:
             warnings.warn(f"xaiopt.canonize: {name} {failure}; the model is used uncanonized", stacklevel=2)
-            twin = copy.deepcopy(model).eval()
+            twin = copy_model(model).eval()
             report.canonized, report.reason = False, failure
     _measure(report, model, twin, _example(model, example_input))
     report.seconds = time.perf_counter() - start

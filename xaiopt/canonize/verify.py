@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from .copying import copy_model
 
 
 @dataclass(frozen=True)
@@ -71,8 +72,8 @@ def verify_equivalence(
         assert result.ok, str(result)
     """
     device = inputs.device if inputs is not None else _param_device(model)
-    reference = copy.deepcopy(model).eval().to(dtype)
-    candidate = copy.deepcopy(twin).eval().to(dtype)
+    reference = copy_model(model).eval().to(dtype)
+    candidate = copy_model(twin).eval().to(dtype)
     batches = [] if inputs is None else [inputs.to(device=device, dtype=dtype)]
     shape = tuple(inputs.shape) if inputs is not None else (input_shape or (2, 3, 64, 64))
     generator = torch.Generator(device="cpu").manual_seed(seed)
