@@ -161,3 +161,22 @@ def test_elementwise_activation_takes_the_identity_rule():
     # x * y / (x + 1e-10) (LXT's stabilizer): y up to a relative 1e-10 / |x|
     bound = y.abs() * 1e-10 / (x + 1e-10).abs() * 1.01 + 1e-15
     assert ((got - y).abs() <= bound).all()
+
+
+def test_a_canonized_gate_gives_the_signal_the_products_relevance_in_the_gradient_frame():
+    # GateMul (canonization's squeeze-excitation gate) holds the gate constant in both frames
+    from xaiopt.canonize.layers import GateMul
+
+    class Gated(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gate = GateMul()
+
+        def forward(self, x):
+            g = torch.sigmoid(x.mean(dim=(2, 3), keepdim=True))
+            return self.gate(x, g).flatten(1).sum(dim=1, keepdim=True)
+
+    x = torch.randn(2, 1, 3, 3, dtype=torch.float64)
+    got = explain(Gated(), x, torch.tensor([0, 0]), "attnlrp")
+    expected = x * torch.sigmoid(x.mean(dim=(2, 3), keepdim=True))  # each product's value, all to the signal
+    assert (got - expected).abs().max() <= 1e-14

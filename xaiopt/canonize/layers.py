@@ -6,6 +6,10 @@ Each one computes exactly what the expression it replaces computed; it exists so
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+from contextvars import ContextVar
+
 import torch
 from torch import nn
 from zennit.layer import Sum
@@ -62,7 +66,25 @@ class GateMul(nn.Module):
     """
 
     def forward(self, signal: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        if _GRADIENT_FRAME.get():
+            # what flows backward is a gradient (xaiopt's transformer rules): the gate as a constant
+            # scale gives the signal the whole relevance of the product there too
+            return signal * gate.detach()
         return _GateFunction.apply(signal, gate)
+
+
+_GRADIENT_FRAME: ContextVar[bool] = ContextVar("xaiopt_gradient_frame", default=False)
+
+
+@contextlib.contextmanager
+def gradient_frame() -> Iterator[None]:
+    """While active, the explicit modules compute for a backward pass that carries gradients (the
+    relevance of a tensor is the tensor times its gradient) rather than relevance itself."""
+    token = _GRADIENT_FRAME.set(True)
+    try:
+        yield
+    finally:
+        _GRADIENT_FRAME.reset(token)
 
 
 def _channel_view(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from xaiopt.canonize.layers import gradient_frame
 from xaiopt.errors import ConfigError
 from xaiopt.lrp.attention import ATTENTION_RULES, OperationCensus, TransformerRules
 from xaiopt.lrp.cache import (
@@ -143,6 +144,12 @@ class _ModuleStack:
             h.remove()
 
 
+@contextlib.contextmanager
+def _transformer_rules(board: RuleBoard, census: OperationCensus | None, stack: _ModuleStack | None):
+    with gradient_frame(), TransformerRules(board, census, where=stack.innermost if stack else None):
+        yield
+
+
 def record(model: nn.Module, rules: dict, x: Tensor, *, measure: bool, watch: tuple[str, ...] = (),
            what: str = "the model", attention: str | None = None,
            census: OperationCensus | None = None) -> Recorded:
@@ -158,8 +165,8 @@ def record(model: nn.Module, rules: dict, x: Tensor, *, measure: bool, watch: tu
     saved: list[Tensor] = []
     frozen = [p for p in model.parameters() if p.requires_grad] if attention is not None else []
     stack = _ModuleStack(model) if census is not None else None
-    rules_mode = (TransformerRules(board, census, where=stack.innermost if stack else None)
-                  if attention is not None else contextlib.nullcontext())
+    rules_mode = (_transformer_rules(board, census, stack) if attention is not None
+                  else contextlib.nullcontext())
     try:
         for p in frozen:
             p.requires_grad_(False)

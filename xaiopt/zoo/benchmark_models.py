@@ -248,7 +248,7 @@ class BenchmarkViT(nn.Module):
         self,
         num_classes: int = 4,
         dim: int = 64,
-        depth: int = 4,
+        depth: int = 2,
         num_heads: int = 4,
         mlp_ratio: float = 2.0,
         patch_size: int = 8,
@@ -262,12 +262,10 @@ class BenchmarkViT(nn.Module):
         self.blocks = nn.Sequential(*(Block(dim, num_heads, mlp_ratio) for _ in range(depth)))
         self.norm = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, num_classes)
+        # timm's init for the two embeddings; the Linear layers keep torch's default init, which
+        # reached a higher accuracy in the short training budget than timm's trunc-normal(0.02).
         nn.init.trunc_normal_(self.cls_token, std=0.02)
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        for module in self.modules():
-            if isinstance(module, nn.Linear):  # timm's default ViT init; torch's trains worse here
-                nn.init.trunc_normal_(module.weight, std=0.02)
-                nn.init.zeros_(module.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(x).flatten(2).transpose(1, 2)  # (B, patches, dim)
