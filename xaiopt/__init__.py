@@ -33,7 +33,7 @@ def __getattr__(name: str):
         "pareto_rows": "xaiopt.study", "ExplainerSpec": "xaiopt.space", "SearchSpace": "xaiopt.space",
         "Objective": "xaiopt.objective", "canonize": "xaiopt.canonize", "get_metric": "xaiopt.metrics",
         "recommend": "xaiopt.analysis", "Recommendation": "xaiopt.analysis",
-        "load_composite": "xaiopt.space.exported",
+        "load_composite": "xaiopt.space.exported", "load_explainer": "xaiopt.lrp.exported",
         "study_config": "xaiopt.api", "run_study": "xaiopt.api", "pareto_front": "xaiopt.api",
         "ParetoTrial": "xaiopt.api", "register_objective": "xaiopt.api", "CustomObjective": "xaiopt.api",
         "register_model": "xaiopt.zoo.registered", "register_dataset": "xaiopt.zoo.registered",
@@ -49,7 +49,7 @@ def __getattr__(name: str):
 __all__ = [
     "StudyConfig", "XaioptError", "__version__", "canonize", "create_study", "get_metric", "load_config",
     "load_study", "optimize", "pareto_rows", "parse_config", "ExplainerSpec", "SearchSpace", "Objective",
-    "Recommendation", "recommend", "load_composite", "study_config", "run_study", "pareto_front", "ParetoTrial",
-    "register_objective", "CustomObjective", "register_model", "register_dataset", "eval_data", "register_metric",
-    "EvalData",
+    "Recommendation", "recommend", "load_composite", "load_explainer", "study_config", "run_study", "pareto_front",
+    "ParetoTrial", "register_objective", "CustomObjective", "register_model", "register_dataset", "eval_data",
+    "register_metric", "EvalData",
 ]

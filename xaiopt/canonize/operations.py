@@ -54,7 +54,7 @@ _LINEAR = (
     "pixel_shuffle", "pixel_unshuffle", "unfold", "fold", "addmm", "zero_", "fill_", "new_zeros",
     "new_ones", "new_empty", "new_full", "new_tensor", "zeros_like", "ones_like", "empty_like", "full_like",
     "requires_grad_", "unsafe_split", "tensor_split", "as_strided", "index", "take_along_dim",
-    "diagonal", "tril", "triu", "cumsum", "identity", "squeeze_", "unsqueeze_",
+    "diagonal", "tril", "triu", "cumsum", "identity", "squeeze_", "unsqueeze_", "broadcast_tensors", "broadcast_to",
 )
 # queries about a tensor, no new values
 _NEUTRAL = ("dim", "size", "numel", "__len__", "__get__", "__format__", "__repr__", "__bool__", "__index__",

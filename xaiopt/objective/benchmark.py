@@ -305,4 +305,8 @@ def get_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "search"
     )
     if key not in _CACHE:
         _CACHE[key] = build_benchmark(cfg, device, subset)
-    return _CACHE[key]
+    bench = _CACHE[key]
+    if bench.layers.transformer and cfg.runtime.engine != "xaiopt":
+        raise ConfigError(f"runtime.engine: {cfg.runtime.engine} cannot explain a transformer (no rules for "
+                          f"softmax, attention products or layer norms); use runtime.engine: xaiopt")
+    return bench

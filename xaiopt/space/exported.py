@@ -37,6 +37,7 @@ from torch import nn
 from zennit.core import Composite
 from zennit.rules import Epsilon
 
+from xaiopt.config.schema import ATTENTION_RULES
 from xaiopt.errors import ConfigError, UnknownNameError
 from xaiopt.space.groups import LayerGroups, is_weighted
 from xaiopt.space.rules import RuleDef, get_rule, rule_names
@@ -186,6 +187,10 @@ def load_composite(spec: Mapping[str, Any] | str | os.PathLike, model: nn.Module
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     exported = ExportedComposite.read(spec)
+    if exported.spec.attention is not None:
+        raise ConfigError(f"spec.attention: {exported.spec.attention!r} is a transformer setting, which has no zennit "
+                          f"composite (zennit has no rules for softmax, attention products or layer norms); load it "
+                          f"with xaiopt.load_explainer(document, model)")
     composite = exported.composite()
     composite.register(model)  # checks the names on the model as it will be (canonized or not)
     composite.remove()
@@ -340,7 +345,11 @@ def _check(doc: Any) -> ExportedComposite:
         else:
             value = _number(value, f"{path}.value")
         groups[str(g)] = GroupRule(name, value)
-    spec = ExplainerSpec(canonize=canonize, first_layer=first_rule, groups=groups)
+    attention = raw.get("attention")
+    if attention is not None and attention not in ATTENTION_RULES:
+        raise ConfigError(f"spec.attention: {_show(attention)} is not an attention rule "
+                          f"(valid: {', '.join(ATTENTION_RULES)}, or no key for a CNN)")
+    spec = ExplainerSpec(canonize=canonize, first_layer=first_rule, groups=groups, attention=attention)
 
     raw_layers = _get(doc, "layers", "layers", dict, "an object with groups and first_layer")
     modules: dict[str, list[str]] = {}
@@ -353,7 +362,7 @@ def _check(doc: Any) -> ExportedComposite:
     if extra:
         raise ConfigError(f"spec.groups: {', '.join(map(repr, extra))} not in layers.groups "
                           f"(valid: {', '.join(modules) or 'none'})")
-    layers = LayerGroups(groups=modules, first_layer=first)
+    layers = LayerGroups(groups=modules, first_layer=first, transformer=attention is not None)
     name_rules(spec, layers)  # every group with modules has a rule
 
     bounds = _get(doc, "input_bounds", "input_bounds", dict, "an object with low and high (one number per channel)")

@@ -97,6 +97,10 @@ def export_composite(loaded: LoadedStudy, *, trial: int | None, out: str | Path,
     if raw is None:
         raise StudyError(f"trial {t.number} of study {loaded.study.study_name!r} recorded no explainer")
     spec = ExplainerSpec.from_dict(raw)
+    if spec.attention is not None and fmt != "json":
+        raise ConfigError(f"--out: trial {t.number} is a transformer setting ({spec.describe()}), which has no "
+                          f"zennit composite to write as Python; export it as JSON (--out F.json) and load it with "
+                          f"xaiopt.load_explainer(document, model)")
     study = loaded.study
     layers = study_layers(loaded, canonized=spec.canonize)
     bounds: dict[str, Any] = study.user_attrs[BOUNDS_ATTR]
