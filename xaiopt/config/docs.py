@@ -89,7 +89,11 @@ MEANINGS: dict[str, str] = {
     "space.first_layer": f"Rules of the first layer ({', '.join(FIRST_LAYER_RULES)}, or a parameter-free plugin "
                          f"rule; `same`: its group's rule).",
     "space.layer_groups": "An integer K (automatic groups `conv1..convK` of consecutive convolutions, plus "
-                          "`classifier`) or a list of named groups `{name, modules}` (module names or globs).",
+                          "`classifier`; for a transformer `blocks1..blocksK` by depth, plus `head`) or a list of "
+                          "named groups `{name, modules}` (module names or globs).",
+    "space.attention": "Transformers only: the attention rules searched, `attnlrp` (AttnLRP's softmax and uniform "
+                       "rules) and/or `cp` (CP-LRP, attention held constant); unset: `attnlrp` on a model that runs "
+                       "attention. Refused on a model that runs none (docs/transformers.md).",
     "space.overrides": "Per layer group (by name): its own `rules`, `gamma`, `epsilon` and `params`, replacing "
                        "the space-wide ones.",
     "space.overrides.rules": "The rules this group may take; unset: `space.rules`.",

@@ -287,16 +287,21 @@ class SpaceConfig(RuleChoice):
         return self
 
     def group_names(self) -> list[str]:
-        """Names of the layer groups (automatic: conv1..convK and classifier for a CNN, blocks1..blocksK
-        and head for a transformer; which applies is known once the model runs)."""
+        """Names of the layer groups (automatic: conv1..convK and classifier)."""
         if isinstance(self.layer_groups, int):
-            k = range(1, self.layer_groups + 1)
-            return [f"conv{i}" for i in k] + ["classifier"] + [f"blocks{i}" for i in k] + ["head"]
+            return [f"conv{i + 1}" for i in range(self.layer_groups)] + ["classifier"]
         return [g.name for g in self.layer_groups]
+
+    def transformer_group_names(self) -> list[str]:
+        """The automatic groups of a transformer (blocks1..blocksK and head); explicit groups as named."""
+        if isinstance(self.layer_groups, int):
+            return [f"blocks{i + 1}" for i in range(self.layer_groups)] + ["head"]
+        return self.group_names()
 
     @model_validator(mode="after")
     def _overrides_name_groups(self) -> "SpaceConfig":
-        names = self.group_names()
+        # which automatic names apply is known once the model runs (attention on its input's path or not)
+        names = list(dict.fromkeys(self.group_names() + self.transformer_group_names()))
         for k in self.overrides:
             if k not in names:
                 raise ValueError(f"overrides names unknown layer group {k!r} (groups: {', '.join(names)})")

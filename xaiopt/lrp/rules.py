@@ -140,13 +140,11 @@ class Gamma(LrpRule):
         self.gamma = float(gamma)
 
     def relevance(self, site, grad):
-        w, g = site.module.weight, self.gamma
-        wa, wb = w + g * w.clamp(min=0), w + g * w.clamp(max=0)
-        if g >= 0 and site.nonnegative():
-            return self._nonnegative(site, grad, wa, wb)
-        return self._mixed(site, grad, wa, wb)
+        if self.gamma >= 0 and site.nonnegative():
+            return self._nonnegative(site, grad)
+        return self._mixed(site, grad)
 
-    def _mixed(self, site, grad, wa, wb):
+    def _mixed(self, site, grad):
         # zennit's generalized gamma. L(0) is linear in the parameters, so with Q = lin(x, W),
         # U = lin(x+, W+) + lin(x-, W-) and L_V,c = L(0) under weight V and bias c:
         #   z+ = fw(x+, A) + fw(x-, B, b=0) = C + g D+,   z- = fw(x+, B) + fw(x-, A, b=0) = C + g D-,
@@ -160,22 +158,23 @@ class Gamma(LrpRule):
         def constant():
             return _linear_output(site, keep=False) + (offset(module, x, w, b) + offset(module, x, w, _zeros(b)))
 
+        once: dict[str, Tensor] = {}  # U for both slopes, computed at most once here (not kept)
+
         def split():
-            return _split_linear(module, x)
+            if "u" not in once:
+                once["u"] = _split_linear(module, x)
+            return once["u"]
 
         def slope_positive():
-            return site.memo("gamma_u", split) + (
-                offset(module, x, wp, _clamped(b, min=0)) + offset(module, x, wn, _zeros(b)))
+            return split() + (offset(module, x, wp, _clamped(b, min=0)) + offset(module, x, wn, _zeros(b)))
 
         def slope_negative():
-            return (_linear_output(site, keep=False) - site.memo("gamma_u", split)) + (
+            return (_linear_output(site, keep=False) - split()) + (
                 offset(module, x, wn, _clamped(b, max=0)) + offset(module, x, wp, _zeros(b)))
 
         c = site.memo("gamma_c", constant)
         zp = torch.add(c, site.memo("gamma_dp", slope_positive), alpha=g)
         zn = torch.add(c, site.memo("gamma_dn", slope_negative), alpha=g)
-        if site.derived is not None:
-            site.derived.pop("gamma_u", None)  # only needed to build the slopes
         # the masks [y > 0], [y < 0] from sign(y) in float arithmetic, per call (not kept: c, D+ and D-
         # are already three tensors of the layer's output size)
         sign = torch.sign(site.output())
@@ -183,11 +182,16 @@ class Gamma(LrpRule):
         sp = _masked_quotient_(grad, _stabilize_(zp, STABILIZER), positive, 1.0 - positive)
         sn = _masked_quotient_(grad, _stabilize_(zn, STABILIZER), negative, 1.0 - negative)
         xp, xn = _input_parts(site)
-        a_sp, b_sp = linear_part_t_pair(module, sp, wa, wb, x.shape)
-        b_sn, a_sn = linear_part_t_pair(module, sn, wb, wa, x.shape)
-        return xp * (a_sp + b_sn) + xn * (b_sp + a_sn)
+        # with A = W + g W+ and B = (1 + g) W - g W+ (W- = W - W+), three transposed products, not four:
+        #   A^T s+ + B^T s- = W^T (s+ + (1 + g) s-) + g W+^T (s+ - s-)
+        #   B^T s+ + A^T s- = W^T ((1 + g) s+ + s-) - g W+^T (s+ - s-)
+        shape = x.shape
+        w_pos = linear_part_t(module, torch.add(sp, sn, alpha=1.0 + g), w, shape)
+        w_neg = linear_part_t(module, torch.add(sn, sp, alpha=1.0 + g), w, shape)
+        shared = linear_part_t(module, sp - sn, wp, shape).mul_(g)
+        return xp * w_pos.add_(shared) + xn * w_neg.sub_(shared)
 
-    def _nonnegative(self, site, grad, wa, wb):
+    def _nonnegative(self, site, grad):
         # x >= 0: fw(x, A) = y + g (lin(x, W+) + b+) >= y where y > 0 and fw(x, B) = y + g (lin(x, W-) + b-)
         # <= y where y < 0, so each output needs the denominator of its own sign only, and the
         # stabilizer's sign is known: z = (y +- eps) + g * (lin(x, W+-) + b+-), the sign that of y.
