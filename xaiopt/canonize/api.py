@@ -13,6 +13,7 @@ from .canonizer import GraphCanonizer
 from .census import census
 from .changes import Changes
 from .copying import copy_model
+from .norm_fold import fold_norm_affines
 from .report import CanonizationReport
 from .verify import verify_equivalence
 
@@ -99,16 +100,21 @@ def canonize(
     unfused, kept_fused = unfuse_attention(twin)
     changes.rewrites += unfused
     changes.skipped += kept_fused
-    canonized = any(i.graph is not None for i in instances) or bool(unfused)
+    # layer norms' affine parts into the Linear layers that read them (found and checked by running)
+    folded, kept_affine = fold_norm_affines(twin, _example(model, example_input), tol=tol)
+    changes.merges += folded
+    changes.skipped += kept_affine
+    rewritten = bool(unfused or folded)
+    canonized = any(i.graph is not None for i in instances) or rewritten
     untraced = [s for s in changes.skipped if s.reason.startswith("torch.fx cannot trace")]
-    reason = None if instances or unfused else "model was already canonized"
+    reason = None if instances or rewritten else "model was already canonized"
     if untraced:
         where = ", ".join(s.target or "<model>" for s in untraced)
         done = "canonized its traceable submodules only" if canonized else "the model is used uncanonized"
         reason = f"{untraced[0].reason}; {done} (not traced: {where})"
         warnings.warn(f"xaiopt.canonize: {reason}", stacklevel=2)
     report = CanonizationReport(
-        name, canonized or not (instances or unfused), reason,
+        name, canonized or not (instances or rewritten), reason,
         changes.merges, changes.rewrites, changes.skipped,
     )
     if verify:

@@ -10,7 +10,8 @@ class Merge:
     """A batch norm folded into linear layers. ``kind``: ``after`` (BN follows the layer),
     ``after_concat`` (BN follows a channel concatenation of layers, split into each),
     ``before`` (BN feeds the layers), ``before_bias_map`` (feeds a zero-padded conv),
-    ``threshrelu`` (BN -> ReLU -> layer, rewritten with a ThreshReLU)."""
+    ``threshrelu`` (BN -> ReLU -> layer, rewritten with a ThreshReLU), ``layer_norm_affine`` (a layer
+    norm's affine part folded into the Linear layers reading it; ``batch_norm`` then names the norm)."""
 
     batch_norm: str
     layers: tuple[str, ...]
