@@ -46,7 +46,7 @@ MEANINGS: dict[str, str] = {
     "storage": "Optuna storage URL (`sqlite:///file.db`, `postgresql+psycopg://user@host/db`); unset: "
                "`--storage`, `$XAIOPT_STORAGE` or `sqlite:///xaiopt.db`.",
     "model": "The model to explain.",
-    "model.name": "`benchmark:vgg|resnet|densenet`, `torchvision:NAME`, `timm:NAME[.TAG]` or "
+    "model.name": "`benchmark:vgg|resnet|densenet|vit`, `torchvision:NAME`, `timm:NAME[.TAG]` or "
                   "`module:PKG.MOD:CALLABLE` (a function returning an `nn.Module`); from Python also a "
                   "registered in-process model (`xaiopt.register_model`, docs/api.md).",
     "model.weights": "Weights to load: `trained` or `random` for the benchmark, torchvision weights "

@@ -262,7 +262,7 @@ def _check_transformer_rules(cfg: StudyConfig, models: list[nn.Module], example:
 
 
 def _first_use(cfg: StudyConfig) -> str:
-    """Why loading the model may take a while: an embedded benchmark CNN not in the cache is trained now."""
+    """Why loading the model may take a while: an embedded benchmark model not in the cache is trained now."""
     scheme, _, arch = cfg.model.name.partition(":")
     if scheme != "benchmark" or cfg.model.weights not in (None, "trained"):
         return ""

@@ -6,8 +6,8 @@ colour, on a textured noisy background with one or two distractors (thin rings a
 never a class shape) that carry no label information. The object's pixel mask is known, so
 localization metrics are meaningful. Pixels are normalised per channel (mean 0.4, std 0.25) and
 ``low``/``high`` give the bounds of the normalised input space. Small BatchNorm CNNs (``vgg``,
-``resnet``, ``densenet``) are trained on it deterministically on first use, in well under a
-minute on a laptop CPU, and cached with a checksum.
+``resnet``, ``densenet``; well under a minute each on a laptop CPU) and a small Vision Transformer
+(``vit``; about 50 s) are trained on it deterministically on first use and cached with a checksum.
 
 Real data: ``imagefolder:PATH`` (optional masks), ``imagenet:PATH`` (ILSVRC-2012 val with
 bounding-box masks) and ``voc:PATH`` (VOC 2012 segmentation); labels are indices of the model's

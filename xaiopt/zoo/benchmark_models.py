@@ -11,10 +11,11 @@ written for the real networks find familiar structure:
   BN -> ReLU -> Conv(1x1) -> BN -> ReLU -> Conv(3x3) layers whose outputs are concatenated,
   ``transitionK`` (BN -> ReLU -> Conv(1x1) -> AvgPool), ``norm5``/``relu5``; then ``avgpool``,
   ``flatten``, ``classifier``.
-- ``vit``: timm's ``VisionTransformer`` in small: ``patch_embed`` (a strided Conv2d, 8x8 patches),
-  ``cls_token`` and ``pos_embed`` parameters, ``blocks`` of pre-norm ``Block``s (``norm1``,
-  ``attn`` with a fused ``qkv`` Linear, ``scaled_dot_product_attention`` and ``proj``; ``norm2``,
-  ``mlp`` with ``fc1``/``act``/``fc2``), the final ``norm`` and a ``head`` on the class token.
+- ``vit``: timm's ``VisionTransformer`` in small (width 64, 3 blocks, 4 heads, MLP ratio 2):
+  ``patch_embed`` (a strided Conv2d, 8x8 patches, so 64 tokens), ``cls_token`` and ``pos_embed``
+  parameters, ``blocks`` of pre-norm ``Block``s (``norm1``, ``attn`` with a fused ``qkv`` Linear,
+  ``scaled_dot_product_attention`` and ``proj``; ``norm2``, ``mlp`` with ``fc1``/``act``/``fc2``),
+  the final ``norm`` and a ``head`` on the class token.
 
 In the CNNs every non-linearity is a module (no functional ReLU in ``forward``), so hooks see all
 of them; the ViT's GELU and LayerNorms are modules too, its softmax is the one inside
@@ -248,7 +249,7 @@ class BenchmarkViT(nn.Module):
         self,
         num_classes: int = 4,
         dim: int = 64,
-        depth: int = 2,
+        depth: int = 3,
         num_heads: int = 4,
         mlp_ratio: float = 2.0,
         patch_size: int = 8,

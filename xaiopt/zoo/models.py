@@ -2,7 +2,7 @@
 
 Names are ``<scheme>:<rest>``; each scheme is a small loader in a registry:
 
-- ``benchmark:vgg|resnet|densenet``: the embedded benchmark CNNs, trained on first use and cached
+- ``benchmark:vgg|resnet|densenet|vit``: the embedded benchmark CNNs and ViT, trained on first use and cached
   (``weights=None`` or ``"trained"``), or freshly initialised with a fixed seed (``"random"``).
 - ``torchvision:<name>``: :func:`torchvision.models.get_model`; random weights unless ``weights``
   names torchvision weights (e.g. ``"DEFAULT"``), read from the torch hub cache only (a missing
@@ -35,7 +35,7 @@ from xaiopt.zoo.timm_models import load_timm_model
 _Loader = Callable[[str, str | os.PathLike[str] | None, int | None, str | None], nn.Module]
 _SCHEMES: dict[str, _Loader] = {}
 _SCHEME_HELP = (
-    "benchmark:<vgg|resnet|densenet>, torchvision:<name>, timm:<name>[.<tag>], module:<pkg.mod>:<callable>, "
+    "benchmark:<vgg|resnet|densenet|vit>, torchvision:<name>, timm:<name>[.<tag>], module:<pkg.mod>:<callable>, "
     "python:<registered name>"
 )
 

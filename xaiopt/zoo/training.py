@@ -60,6 +60,11 @@ RECIPES: dict[str, TrainingRecipe] = {
     "vgg": TrainingRecipe(steps=200),
     "resnet": TrainingRecipe(),
     "densenet": TrainingRecipe(),
+    # Without the convolutions' locality prior the ViT needs several times the CNNs' samples: 0.92-0.93
+    # test accuracy after 1000 steps over three seeds, 0.91 after 850. Three blocks, so that a study's
+    # default three layer groups fit; two blocks train a quarter faster to about the same accuracy. A
+    # larger lr, batch 16, width 96 (two blocks) or width 32 (four blocks) did no better per second.
+    "vit": TrainingRecipe(steps=1000, lr=2e-3, weight_decay=0.05),
 }
 
 
