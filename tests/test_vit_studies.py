@@ -75,3 +75,23 @@ def test_lxt_gamma_grid_on_vit_b_16_runs(tmp_path, own_benchmarks, random_vit_he
     assert len(groups["linear"]) == 12 * 6 + 1 and groups["linear"][-1] == "heads.head"
     assert "encoder.layers.encoder_layer_0.self_attention.q_proj" in groups["linear"]
     assert bench.canonization.canonized and bench.canonization.counts()["attention_unfused"] == 12
+
+
+def test_vit_quickstart_runs(tmp_path, own_benchmarks):
+    cfg = xaiopt.load_config(STUDIES / "vit_quickstart.yaml")
+    assert cfg.model.name == "benchmark:vit" and cfg.space.attention == ["attnlrp", "cp"]
+    assert cfg.space.layer_groups == 3 and set(cfg.space.overrides) == {"head"}
+    raw = config_to_dict(cfg)
+    raw["model"]["weights"] = "random"  # the trained weights take a minute: the test suite trains them nowhere
+    raw["data"]["n_samples"] = 4
+    for m in raw["metrics"]:
+        if m["name"] == "avg_sensitivity":
+            m["params"] = {**m["params"], "nr_samples": 1}
+    small = parse_config(raw, source="shrunk")
+    storage = f"sqlite:///{tmp_path / 'vq.db'}"
+    xaiopt.create_study(small, storage=storage, artifact_dir=tmp_path / "art")
+    loaded = xaiopt.optimize(small.name, storage=storage, n_trials=3, device="cpu")
+    done = loaded.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(done) == 3 and all(math.isfinite(v) for t in done for v in t.values)
+    assert all({"attention", "blocks1.rule", "blocks2.rule", "blocks3.rule", "head.rule"} <= set(t.params)
+               for t in done)

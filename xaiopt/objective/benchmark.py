@@ -218,7 +218,9 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     # become modules only in its twin (functional convolutions) can still be studied canonized
     layers = resolve_groups(model, x[:1], cfg.space.layer_groups) if plain else twin_layers
     if layers.transformer:
-        _check_transformer_rules(cfg, [m for m in ((model if plain else None), twin) if m is not None], x[:1])
+        _check_transformer_rules(cfg, [(m, what) for m, what in ((model if plain else None, cfg.model.name),
+                                                                (twin, "its canonized twin")) if m is not None],
+                                 x[:1])
     fmt = choose_layout(cfg.runtime.memory_format, [m for m in (model, twin) if m is not None], x)
     x = as_layout(x, fmt)
     t_canon = time.perf_counter()
@@ -245,18 +247,18 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     return bench
 
 
-def _check_transformer_rules(cfg: StudyConfig, models: list[nn.Module], example: Tensor) -> None:
+def _check_transformer_rules(cfg: StudyConfig, models: list[tuple[nn.Module, str]], example: Tensor) -> None:
     """A transformer is studied only when a rule covers every operation on its input's path (measured
     on a recorded forward): otherwise one line naming the operations, before any trial."""
-    for model in models:
+    for model, what in models:
         found = operation_census(model, example)
-        step("transformer rules on %s: %s", cfg.model.name,
+        step("transformer rules on %s: %s", what,
              ", ".join(f"{k} x{n}" for k, n in sorted(found.counts.items(), key=lambda kv: -kv[1])))
         if found.uncovered:
             names = list(dict.fromkeys(found.uncovered))
             raise ConfigError(
-                f"model {cfg.model.name!r}: no LRP rule covers {len(found.uncovered)} operation(s) on the input's "
-                f"path: {'; '.join(names[:4])}{'; ...' if len(names) > 4 else ''} (measured on a forward pass; "
+                f"model {cfg.model.name!r} ({what}): no LRP rule covers {len(found.uncovered)} operation(s) on the "
+                f"input's path: {'; '.join(names[:4])}{'; ...' if len(names) > 4 else ''} (measured on a forward pass; "
                 f"covered: linear layers and operations, layer/RMS norms, softmax, attention products, "
                 f"scaled_dot_product_attention, nn.MultiheadAttention, elementwise activations)")
 
