@@ -153,3 +153,23 @@ def test_entry_of_a_dropped_model_makes_room(setup):
     _explain(model, layers, x[:2], spec, cache)
     assert len(cache) == 1 and cache.stats.evictions == 1
     assert _misses_after(cache, lambda: _explain(model, layers, x[:2], spec, cache)) == 0
+
+
+def test_what_the_rules_derive_later_counts_against_the_budget(setup):
+    # an entry is stored with what its first spec derived; other rules derive more on later trials
+    # (a transformer's generalized gamma keeps three output-sized tensors per layer): over the budget
+    # the entry stops keeping them, and the relevance stays the fresh one
+    model, layers, x = setup
+    room = ForwardCache(budget_mb=256)
+    _explain(model, layers, x[:2], spec_for(layers, "epsilon", 0.1, "flat"), room)
+    stored = room.used_bytes()
+    cache = ForwardCache(budget_mb=1.05 * stored / 2**20)
+    _explain(model, layers, x[:2], spec_for(layers, "epsilon", 0.1, "flat"), cache)
+    assert len(cache) == 1
+    for rule, value, first in SPECS:
+        spec = spec_for(layers, rule, value, first)
+        got = _explain(model, layers, x[:2], spec, cache)
+        fresh = _explain(model, layers, x[:2], spec, None)
+        assert (got - fresh).abs().max() <= 1e-12 * fresh.abs().max()
+        assert cache.used_bytes() <= cache.budget_bytes
+    assert cache.stats.trimmed >= 1 and len(cache) == 1 and cache.stats.hits >= len(SPECS)

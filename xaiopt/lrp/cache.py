@@ -69,6 +69,7 @@ class CacheStats(HitCounts):
     evictions: int = 0
     too_large: int = 0
     full: int = 0
+    trimmed: int = 0  # kept entries that stopped keeping their derived quantities, to hold the budget
 
 
 @dataclass
@@ -148,6 +149,20 @@ class ForwardCache:
         self._last_use[key] = self._clock
         entry.kept = True
         return True
+
+    def trim(self, key: tuple) -> None:
+        """Hold the budget after a backward on a kept entry: the quantities its rules derived since it was
+        stored count too. Over the budget, the entry stops keeping them (its rules compute them each
+        time, as for a forward that is not kept); still over it, the entry is dropped."""
+        entry = self._entries.get(key)
+        if entry is None or self.used_bytes() <= self.budget_bytes:
+            return
+        for site in entry.sites:
+            site.derived = None
+        self.stats.trimmed += 1
+        if self.used_bytes() > self.budget_bytes:
+            self._drop(key)
+            self.stats.evictions += 1
 
     def _tell_once(self, message: str) -> None:
         """One INFO line per cache, the first time forwards are not kept for lack of room."""

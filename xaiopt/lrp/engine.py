@@ -174,6 +174,10 @@ def record(model: nn.Module, rules: dict, x: Tensor, *, measure: bool, watch: tu
             inp = x.detach().clone().requires_grad_(True)
             if measure:
                 def pack(t):
+                    # stored detached: a node that saves its own output (softmax, attention) would
+                    # otherwise hold that output with its grad_fn, a cycle through the C++ graph that
+                    # Python's collector cannot free (a recorded forward the cache did not keep leaked)
+                    t = t.detach()
                     saved.append(t)
                     return t
 
@@ -288,4 +292,6 @@ class LrpExplainer:
         result = relevances(entry.out, entry.inp, entry.watched, targets, keep=True, gradient_frame=gradient_frame)
         if fresh:
             cache.store(key, entry)
+        else:
+            cache.trim(key)  # what this spec's rules derived and kept counts against the budget
         return result
