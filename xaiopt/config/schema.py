@@ -41,6 +41,17 @@ def _one_of(value: str, valid: tuple[str, ...], what: str) -> str:
     return value
 
 
+def _names_of(values: list[str], valid: tuple[str, ...], what: str) -> list[str]:
+    """A non-empty list of distinct names, each one of ``valid``."""
+    if not values:
+        raise ValueError(f"empty list; give at least one of {', '.join(valid)}")
+    for r in values:
+        _one_of(r, valid, what)
+    if len(set(values)) != len(values):
+        raise ValueError(f"duplicate rules in {values}")
+    return values
+
+
 class Choices(_Strict):
     """A categorical parameter: one of the listed values."""
 
@@ -146,16 +157,7 @@ class RuleChoice(_Strict):
     @field_validator("rules")
     @classmethod
     def _known_rules(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        valid = group_rules()
-        if not v:
-            raise ValueError(f"empty list; give at least one of {', '.join(valid)}")
-        for r in v:
-            _one_of(r, valid, "rule")
-        if len(set(v)) != len(v):
-            raise ValueError(f"duplicate rules in {v}")
-        return v
+        return None if v is None else _names_of(v, group_rules(), "rule")
 
     @field_validator("gamma")
     @classmethod
@@ -227,15 +229,7 @@ class SpaceConfig(RuleChoice):
     @field_validator("attention")
     @classmethod
     def _attention(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        if not v:
-            raise ValueError(f"empty list; give at least one of {', '.join(ATTENTION_RULES)}")
-        for r in v:
-            _one_of(r, ATTENTION_RULES, "attention rule")
-        if len(set(v)) != len(v):
-            raise ValueError(f"duplicate rules in {v}")
-        return v
+        return None if v is None else _names_of(v, ATTENTION_RULES, "attention rule")
 
     @field_validator("canonize")
     @classmethod
