@@ -105,8 +105,6 @@ def input_dependent(args, kwargs) -> list[Tensor]:
     return found
 
 
-RULED = (NORM, SOFTMAX, BILINEAR, SDPA, ACTIVATION, MHA)
-
 
 class _AttentionProbe(TorchFunctionMode):
     def __init__(self) -> None:

@@ -129,11 +129,6 @@ class OperationCensus:
     def add(self, label: str) -> None:
         self.counts[label] = self.counts.get(label, 0) + 1
 
-    @property
-    def attention(self) -> bool:
-        """Whether an attention (a softmax or a fused attention) runs on the input's path."""
-        return any(k in self.counts for k in ("softmax", "scaled_dot_product_attention", "multi_head_attention"))
-
 
 class TransformerRules(TorchFunctionMode):
     """The function-level rules above, active while the engine records a transformer's forward.
@@ -209,7 +204,7 @@ class TransformerRules(TorchFunctionMode):
 
     def _norm(self, name, func, args, kwargs, on_path):
         x = _argument(args, kwargs, 0, "input")
-        if not (isinstance(x, Tensor) and x.requires_grad) or len(on_path) != 1:
+        if not _depends(x) or len(on_path) != 1:
             self._uncovered(f"{name} with input-dependent parameters")
             return func(*args, **kwargs)
         shape = _argument(args, kwargs, 1, "normalized_shape")
@@ -231,13 +226,16 @@ class TransformerRules(TorchFunctionMode):
 
     def _activation(self, func, args, kwargs, on_path):
         x = _argument(args, kwargs, 0, "input")
-        if not (isinstance(x, Tensor) and x.requires_grad) or len(on_path) != 1:
+        if not _depends(x) or len(on_path) != 1:
             self._uncovered(f"{ops.function_name(func)} with input-dependent parameters")
             return func(*args, **kwargs)
         with torch.no_grad():
             xd = x.detach()
-            inner = (xd.clone(), *args[1:]) if args else ()
-            y = func(*inner, **kwargs) if args else func(**{**kwargs, "input": xd.clone()})
+            # on a copy: an in-place activation must not overwrite the tensor the graph holds
+            if args:
+                y = func(xd.clone(), *args[1:], **kwargs)
+            else:
+                y = func(**{**kwargs, "input": xd.clone()})
             scale = y / (xd + IDENTITY_EPSILON)
         return _Scaled.apply(x, y, scale)
 
@@ -255,17 +253,15 @@ class TransformerRules(TorchFunctionMode):
         return func(*_replace(args, gated), **{k: _replace_one(v, gated) for k, v in kwargs.items()})
 
     def _sdpa(self, func, args, kwargs):
-        roles = (("query", 0), ("key", 1), ("value", 2))
         args = list(args)
-        for role, index in roles:
-            key = ("query", "key", "value")[index]
-            t = args[index] if len(args) > index else kwargs.get(key)
-            if isinstance(t, Tensor) and t.requires_grad:
+        for index, role in enumerate(("query", "key", "value")):  # the roles are the argument names
+            t = _argument(args, kwargs, index, role)
+            if _depends(t):
                 gated = _Gate.apply(t, self.board, role)
                 if len(args) > index:
                     args[index] = gated
                 else:
-                    kwargs[key] = gated
+                    kwargs[role] = gated
         return func(*args, **kwargs)
 
 

@@ -28,7 +28,7 @@ from xaiopt.lrp.cache import (
     input_fingerprint,
     model_fingerprint,
 )
-from xaiopt.lrp.mapping import rule_table
+from xaiopt.lrp.mapping import rule_table, ungrouped_rules
 from xaiopt.lrp.recorder import Recorder, RuleBoard, hooked_modules
 from xaiopt.space import ExplainerSpec, LayerGroups
 
@@ -209,8 +209,6 @@ def operation_census(model: nn.Module, example_input: Tensor) -> OperationCensus
         census.counts      # {'layer_norm': 25, 'scaled_dot_product_attention': 12, 'activation gelu': 12, ...}
         census.uncovered   # [] or ['normalize in layers.0.blocks.0.attn', ...]
     """
-    from xaiopt.lrp.mapping import ungrouped_rules
-
     census = OperationCensus()
     record(model, ungrouped_rules(model), example_input[:1], measure=False, attention=ATTENTION_RULES[0],
            census=census)
