@@ -231,6 +231,7 @@ class _Rewriter:
         scale, shift = batch_norm_affine(bn)
         source = node.args[0]
 
+        source = self._through_token_rows(source, bn)
         why_after = self._why_not_after(source)
         if self.options["merge_after"] and why_after is None:
             layer = self._module(source)
@@ -272,6 +273,23 @@ class _Rewriter:
         if len(users) == 1 and g.is_relu(self.root, users[0]) and isinstance(relu_consumers, str):
             reasons.append(f"ReLU output not only into linear layers ({relu_consumers})")
         self._skip(name, "; ".join(r for r in reasons if r) or "rewrite disabled by options")
+
+    def _through_token_rows(self, source: fx.Node, bn: nn.Module) -> fx.Node:
+        """The Linear behind ``bn(linear(x).flatten(0, 1))`` when only that reshape lies between
+        them (its rows are tokens, the norm's channels the Linear's features); else ``source``."""
+        if not (isinstance(bn, nn.BatchNorm1d) and isinstance(source, fx.Node) and source.args):
+            return source
+        layer = source.args[0]
+        if not (isinstance(layer, fx.Node) and layer.op == "call_module"):
+            return source
+        module = self._module(layer)
+        if not (isinstance(module, nn.Linear) and module.out_features == bn.num_features):
+            return source
+        if not g.token_rows(source, layer, module.out_features):
+            return source
+        if len(g.value_users(source, self.flow)) != 1:
+            return source
+        return layer
 
     def _why_not_after(self, source: fx.Node) -> str | None:
         if not isinstance(source, fx.Node) or source.op != "call_module":

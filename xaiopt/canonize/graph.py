@@ -82,7 +82,10 @@ def trace(root: nn.Module) -> fx.Graph:
     """
     own = root.__dict__.get("forward")
     if own is None:
-        return CanonizationTracer().trace(root)
+        try:
+            return CanonizationTracer().trace(root)
+        finally:
+            _drop_proxies(root)
     function = getattr(own, "__func__", None)
     if function is None or getattr(own, "__self__", None) is not root:
         raise TypeError(f"the instance's forward is {type(own).__name__}, not a method of the module")
@@ -92,6 +95,24 @@ def trace(root: nn.Module) -> fx.Graph:
         return CanonizationTracer().trace(root)
     finally:
         root.__class__ = cls
+        _drop_proxies(root)
+
+
+def _drop_proxies(root: nn.Module) -> None:
+    """Remove what the trace left in the modules' own caches: a forward that memoizes a tensor
+    (timm's LeViT keeps ``attention_bias_cache[str(device)]``) stored an fx Proxy under a Proxy's
+    name. The traced graph computes that tensor itself; the stale Proxy would only break a later
+    ``copy.deepcopy`` of the model (it drags the tracer along)."""
+    for module in root.modules():
+        for key, value in list(vars(module).items()):
+            if key in ("_parameters", "_buffers", "_modules"):
+                continue
+            if isinstance(value, fx.Proxy):
+                delattr(module, key)
+            elif isinstance(value, dict):
+                for entry in [k for k, v in value.items() if isinstance(v, fx.Proxy)
+]:
+                    del value[entry]
 
 
 def module_of(root: nn.Module, node: fx.Node) -> nn.Module | None:
@@ -118,8 +139,18 @@ def owner_path(node: fx.Node) -> str:
 
 
 def value_users(node: fx.Node, flow: "TensorFlow") -> list[fx.Node]:
-    """The users of ``node`` that consume its values (not ``.size()``, ``.shape``, ``.ndim`` queries)."""
-    return [user for user in node.users if flow.tensor.get(user, True)]
+    """The users of ``node`` that consume its values (not ``.size()``, ``.shape``, ``.ndim`` queries,
+    nor ``y.reshape_as(node)``, which reads only its shape)."""
+    return [user for user in node.users if flow.tensor.get(user, True) and not _shape_only(user, node)]
+
+
+_SHAPE_OF_OTHER = {"reshape_as", "view_as", "expand_as"}
+
+
+def _shape_only(user: fx.Node, node: fx.Node) -> bool:
+    """``user`` is ``y.reshape_as(node)`` (or view_as / expand_as) with ``node`` only as the template."""
+    return (user.op == "call_method" and user.target in _SHAPE_OF_OTHER and len(user.args) == 2
+            and user.args[1] is node and user.args[0] is not node and not user.kwargs)
 
 
 def describe(node: fx.Node) -> str:
@@ -273,6 +304,31 @@ def passthrough_kind(root: nn.Module, node: fx.Node, source: fx.Node) -> str | N
     if node.target in ("view", "reshape") and _batch_flatten(node):
         return "flatten"
     return None
+
+
+def token_rows(node: fx.Node, source: fx.Node, features: int) -> bool:
+    """``node`` turns ``source``'s tokens into rows and keeps its last dimension of ``features``.
+
+    Token models batch-normalize a Linear's ``(B, N, C)`` output as ``bn(x.flatten(0, 1))`` (timm's
+    LeViT): the rows are the tokens and the batch norm's channels are the Linear's output features,
+    so the norm is a per-feature affine map of that output. Accepted: ``flatten(0, k)`` with ``k``
+    not the last dimension, and ``view`` / ``reshape(-1, features)``. ``flatten(0, 1)`` keeps the last
+    dimension on a 3-d input only; on another, the batch norm's channels would not be the features,
+    which the canonizer's check on a forward pass catches.
+    """
+    if not node.args or node.args[0] is not source or node.kwargs.get("out") is not None:
+        return False
+    if (node.op == "call_method" and node.target == "flatten") or (
+            node.op == "call_function" and node.target is torch.flatten):
+        start = _argument(node, 1, "start_dim", 0)
+        end = _argument(node, 2, "end_dim", -1)
+        return start == 0 and isinstance(end, int) and end != -1 and (end >= 0 or end == -2)
+    if node.op == "call_method" and node.target in ("view", "reshape"):
+        shape = node.args[1:]
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return tuple(shape) == (-1, features) and not node.kwargs
+    return False
 
 
 def _argument(node: fx.Node, index: int, name: str, default):
