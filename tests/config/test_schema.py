@@ -65,7 +65,7 @@ def test_defaults_and_forms():
         ({"model": {"name": "resnet18"}}, "model.name: model 'resnet18' is not of the form benchmark:NAME"),
         ([1, 2], "the top level must be a mapping"),
         ({"space": {"layer_groups": "all"}},
-         "space.layer_groups: expected an integer (automatic conv groups) or a list of {name, modules}, got 'all'"),
+         "space.layer_groups: expected an integer (automatic groups), a list of {name, modules} or {blocks, sublayers}, got 'all'"),
         ({"space": {"gamma": 0.25}}, "space.gamma: expected a list of values or {low, high, log}, got 0.25"),
     ],
 )

@@ -108,6 +108,13 @@ def test_the_json_export_loads_back_into_the_trials_attributions(vit_study, caps
     ({"space": {**VIT["space"], "layer_groups": [{"name": "qkv", "modules": ["blocks.*.attn.nothing"]}]}},
      "matches no Conv/Linear layer"),
     ({"space": {**VIT["space"], "attention": ["softmax"]}}, "unknown attention rule 'softmax'"),
+    ({"model": {"name": "benchmark:vgg"}, "space": {**{k: v for k, v in VIT["space"].items() if k != "attention"},
+                                                     "layer_groups": {"blocks": 2}}},
+     "groups a transformer's blocks, but the model runs no attention"),
+    ({"space": {**VIT["space"], "layer_groups": {"blocks": 0}}}, "number of block groups must be >= 1"),
+    ({"space": {**VIT["space"], "layer_groups": {"blocks": 2, "sublayer": True}}}, "sublayer"),
+    ({"space": {**VIT["space"], "layer_groups": {"blocks": 2}, "overrides": {"blocks3_qkv": {"rules": ["gamma"]}}}},
+     "blocks3_qkv"),
 ])
 def test_a_users_mistake_is_one_line_and_exit_2(tmp_path, capsys, change, message):
     path = _write(tmp_path, {**VIT, **change})
@@ -117,3 +124,32 @@ def test_a_users_mistake_is_one_line_and_exit_2(tmp_path, capsys, change, messag
     lines = [line for line in err.strip().splitlines() if not line.startswith("xaiopt: [")]
     assert len(lines) == 1 and message in lines[0], err
     assert not optuna.get_all_study_summaries(storage)
+
+
+def test_groups_by_depth_and_sublayer_are_searched_with_their_own_overrides(tmp_path, capsys):
+    """{blocks: 2, sublayers: true}: blocks1_qkv .. blocks2_other and head, each a search dimension, on
+    the model and on its canonized twin (whose split q, k, v Linears are qkv too)."""
+    from xaiopt.study.manage import GROUPS_ATTR, TWIN_GROUPS_ATTR
+
+    space = {**VIT["space"], "layer_groups": {"blocks": 2, "sublayers": True},
+             "overrides": {"blocks2_fc2": {"rules": ["epsilon"], "epsilon": [0.5]}}}
+    storage = f"sqlite:///{tmp_path / 'sub.db'}"
+    path = _write(tmp_path, {**VIT, "name": "sub", "space": space})
+    assert run(capsys, "study", "create", str(path), "--storage", storage)[0] == 0
+    assert run(capsys, "study", "optimize", "sub", "--n-trials", "3", "--storage", storage, "--no-progress")[0] == 0
+    study = optuna.load_study(study_name="sub", storage=storage)
+    groups, twin = study.user_attrs[GROUPS_ATTR], study.user_attrs[TWIN_GROUPS_ATTR]
+    # benchmark:vit has 3 blocks: blocks1 = blocks 0 and 1 (+ the patch embedding), blocks2 = block 2
+    assert groups["blocks1_qkv"] == ["blocks.0.attn.qkv", "blocks.1.attn.qkv"]
+    assert groups["blocks2_qkv"] == ["blocks.2.attn.qkv"]
+    assert groups["blocks1_proj"] == ["blocks.0.attn.proj", "blocks.1.attn.proj"]
+    assert groups["blocks2_fc1"] == ["blocks.2.mlp.fc1"] and groups["blocks2_fc2"] == ["blocks.2.mlp.fc2"]
+    assert groups["blocks1_other"] == ["patch_embed"] and groups["blocks2_other"] == []
+    assert groups["head"] == ["head"]
+    assert twin["blocks2_qkv"] == ["blocks.2.attn.qkv.q", "blocks.2.attn.qkv.k", "blocks.2.attn.qkv.v"]
+    trials = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(trials) == 3
+    for t in trials:
+        assert {"blocks1_qkv.rule", "blocks2_fc1.rule", "head.rule"} <= set(t.params)
+        assert "blocks2_fc2.rule" not in t.params  # one rule, one value: a constant, not a dimension
+        assert spec_dict(t)["groups"]["blocks2_fc2"] == {"rule": "epsilon", "value": 0.5}

@@ -89,8 +89,15 @@ MEANINGS: dict[str, str] = {
     "space.first_layer": f"Rules of the first layer ({', '.join(FIRST_LAYER_RULES)}, or a parameter-free plugin "
                          f"rule; `same`: its group's rule).",
     "space.layer_groups": "An integer K (automatic groups `conv1..convK` of consecutive convolutions, plus "
-                          "`classifier`; for a transformer `blocks1..blocksK` by depth, plus `head`) or a list of "
-                          "named groups `{name, modules}` (module names or globs).",
+                          "`classifier`; for a transformer `blocks1..blocksK` by depth, plus `head`), a list of "
+                          "named groups `{name, modules}` (module names or globs), or, for a transformer, "
+                          "`{blocks: K, sublayers: true}`: each block group split by the part its Linear layers "
+                          "play, measured on a forward pass (`qkv`, `proj`, `fc1`, `fc2`, `other`; named "
+                          "`blocks1_qkv` .. for K > 1), plus `head`.",
+    "space.layer_groups.blocks": "Transformers, `{blocks: K, sublayers: ...}` form: the number of block groups by "
+                                 "depth (the patch embedding joins the first).",
+    "space.layer_groups.sublayers": "Split each block group by the part its Linear layers play (`qkv`, `proj`, `fc1`, "
+                                    "`fc2`, `other`), measured on a forward pass; `false`: by depth only.",
     "space.attention": "Transformers only: the attention rules searched, `attnlrp` (AttnLRP's softmax and uniform "
                        "rules) and/or `cp` (CP-LRP, attention held constant); unset: `attnlrp` on a model that runs "
                        "attention. Refused on a model that runs none (docs/transformers.md).",

@@ -18,7 +18,7 @@ _TAGGED_FIELDS = ("gamma", "epsilon", "layer_groups")
 _FORMS = {
     "gamma": "a list of values or {low, high, log}",
     "epsilon": "a list of values or {low, high, log}",
-    "layer_groups": "an integer (automatic conv groups) or a list of {name, modules}",
+    "layer_groups": "an integer (automatic groups), a list of {name, modules} or {blocks, sublayers}",
 }
 
 
@@ -47,7 +47,7 @@ def _first_model(annotation: Any) -> Any:
     return None
 
 
-_TAGS = ("choices", "range", "auto", "explicit")
+_TAGS = ("choices", "range", "auto", "explicit", "blocks")
 
 
 def _tagged(loc: tuple[Any, ...], i: int) -> str | None:

@@ -203,12 +203,45 @@ class ExplicitGroup(_Strict):
         return v
 
 
+# the parts a transformer block's Linear layers play (xaiopt/space/sublayers.py measures them)
+SUBLAYER_KINDS = ("qkv", "proj", "fc1", "fc2", "other")
+
+
+class BlockGroups(_Strict):
+    """A transformer's groups by depth and by sublayer: ``{blocks: K, sublayers: true}`` splits the
+    blocks into K by depth and each of those by the part its Linear layers play (``qkv``, ``proj``,
+    ``fc1``, ``fc2``, ``other``; measured on a forward pass), plus ``head``."""
+
+    blocks: int
+    sublayers: bool = True
+
+    @field_validator("blocks")
+    @classmethod
+    def _blocks(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"the number of block groups must be >= 1, got {v}")
+        return v
+
+    def names(self) -> list[str]:
+        """The groups' names: ``qkv, proj, fc1, fc2, other, head`` for one block group, ``blocks1_qkv``
+        .. ``blocksK_other`` and ``head`` for K; without sublayers ``blocks1..blocksK`` and ``head``."""
+        if not self.sublayers:
+            return [f"blocks{i + 1}" for i in range(self.blocks)] + ["head"]
+        if self.blocks == 1:
+            return [*SUBLAYER_KINDS, "head"]
+        return [f"blocks{i + 1}_{kind}" for i in range(self.blocks) for kind in SUBLAYER_KINDS] + ["head"]
+
+
 def _groups_kind(v: Any) -> str:
+    if isinstance(v, (dict, BlockGroups)):
+        return "blocks"
     return "auto" if isinstance(v, int) and not isinstance(v, bool) else "explicit"
 
 
 GroupsSpace = Annotated[
-    Union[Annotated[int, Tag("auto")], Annotated[list[ExplicitGroup], Tag("explicit")]], Discriminator(_groups_kind)
+    Union[Annotated[int, Tag("auto")], Annotated[list[ExplicitGroup], Tag("explicit")],
+          Annotated[BlockGroups, Tag("blocks")]],
+    Discriminator(_groups_kind),
 ]
 
 
@@ -253,7 +286,9 @@ class SpaceConfig(RuleChoice):
 
     @field_validator("layer_groups")
     @classmethod
-    def _groups(cls, v: int | list[ExplicitGroup]) -> int | list[ExplicitGroup]:
+    def _groups(cls, v: int | list[ExplicitGroup] | BlockGroups) -> int | list[ExplicitGroup] | BlockGroups:
+        if isinstance(v, BlockGroups):
+            return v
         if isinstance(v, int):
             if v < 1:
                 raise ValueError(f"the number of automatic conv groups must be >= 1, got {v}")
@@ -284,6 +319,8 @@ class SpaceConfig(RuleChoice):
         """Names of the layer groups (automatic: conv1..convK and classifier)."""
         if isinstance(self.layer_groups, int):
             return [f"conv{i + 1}" for i in range(self.layer_groups)] + ["classifier"]
+        if isinstance(self.layer_groups, BlockGroups):
+            return self.layer_groups.names()
         return [g.name for g in self.layer_groups]
 
     def transformer_group_names(self) -> list[str]:

@@ -3,7 +3,10 @@
 Automatic groups follow the model's actual forward order (recorded with hooks on an example
 input, not module registration order): the conv layers are split into K contiguous groups of
 near-equal size (``conv1`` .. ``convK``, shallow to deep) and all Linear layers form
-``classifier``. Explicit groups name modules or shell-style globs.
+``classifier``. For a model that runs attention, ``K`` groups its blocks by depth (``blocks1`` ..
+``blocksK``, plus ``head``), and ``{blocks: K, sublayers: true}`` splits each of those by the part a
+Linear plays in its block (``qkv``, ``proj``, ``fc1``, ``fc2``, ``other``; measured by running,
+xaiopt/space/sublayers.py). Explicit groups name modules or shell-style globs.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from torch import nn
 from zennit.types import Convolution, Linear
 
 from xaiopt.canonize.operations import attention_calls
-from xaiopt.config import ExplicitGroup
+from xaiopt.config import BlockGroups, ExplicitGroup
 from xaiopt.errors import ConfigError
+from xaiopt.space.sublayers import sublayer_kinds
 
 
 def is_weighted(module: nn.Module) -> bool:
@@ -67,7 +71,7 @@ class LayerGroups:
 
 
 def resolve_groups(
-    model: nn.Module, example_input: torch.Tensor, spec: int | list[ExplicitGroup]
+    model: nn.Module, example_input: torch.Tensor, spec: int | list[ExplicitGroup] | BlockGroups
 ) -> LayerGroups:
     """Assign the model's Conv/Linear layers to groups.
 
@@ -83,6 +87,23 @@ def resolve_groups(
     modules = dict(model.named_modules())
     first = order[0]
     transformer = attention_calls(model, example_input) > 0
+    if isinstance(spec, BlockGroups):
+        if not transformer:
+            raise ConfigError("space.layer_groups: {blocks, sublayers} groups a transformer's blocks, but the model "
+                              "runs no attention (measured on a forward pass); give an integer (conv groups) or "
+                              "named groups")
+        by_depth = _block_groups(model, order, spec.blocks)
+        if not spec.sublayers:
+            return LayerGroups(groups=by_depth, first_layer=first, transformer=True)
+        kinds = sublayer_kinds(model, example_input, order)
+        groups = {name: [] for name in spec.names()}
+        for depth, members in by_depth.items():
+            for n in members:
+                if depth == "head":
+                    groups["head"].append(n)
+                else:
+                    groups[kinds[n] if spec.blocks == 1 else f"{depth}_{kinds[n]}"].append(n)
+        return LayerGroups(groups=groups, first_layer=first, transformer=True)
     if isinstance(spec, int) and transformer:
         return LayerGroups(groups=_block_groups(model, order, spec), first_layer=first, transformer=True)
     if isinstance(spec, int):
@@ -123,7 +144,7 @@ def resolve_groups(
 
 def _block_groups(model: nn.Module, order: list[str], k: int) -> dict[str, list[str]]:
     """A transformer's weighted layers by depth: its blocks (the children of the container whose most
-    children run weighted layers, e.g. ``blocks`` or ``encoder.layers``) split into ``k`` contiguous
+    children hold weighted layers, e.g. ``blocks`` or ``encoder.layers``) split into ``k`` contiguous
     groups ``blocks1`` .. ``blocksK`` (the layers before the first block, the patch embedding, join
     ``blocks1``), and the layers after the last block in ``head``."""
     blocks: list[str] = []
@@ -131,7 +152,8 @@ def _block_groups(model: nn.Module, order: list[str], k: int) -> dict[str, list[
         if not name:  # the model's own children are its stages (embedding, blocks, head), not blocks
             continue
         children = [f"{name}.{c}" for c, _ in module.named_children()]
-        running = [c for c in children if any(n == c or n.startswith(c + ".") for n in order)]
+        # a block holds weighted layers; a child that is one is a layer of a block (q, k, v, ...)
+        running = [c for c in children if any(n.startswith(c + ".") for n in order)]
         if len(running) > len(blocks):
             blocks = running
     if len(blocks) < 2:
