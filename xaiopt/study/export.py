@@ -1,5 +1,6 @@
-"""Export a trial's explainer: a Python module with ``make_composite()`` (zennit plus the canonizer), or a
-versioned JSON document for :func:`xaiopt.load_composite` (docs/export.md).
+"""Export a trial's explainer: a Python module with ``make_composite()`` (zennit plus the canonizer; for a
+transformer, LXT's patches plus ``explain()``, :mod:`xaiopt.study.export_lxt`), or a versioned JSON document
+for :func:`xaiopt.load_composite` / :func:`xaiopt.load_explainer` (docs/export.md).
 
 Example::
 
@@ -97,10 +98,16 @@ def export_composite(loaded: LoadedStudy, *, trial: int | None, out: str | Path,
     if raw is None:
         raise StudyError(f"trial {t.number} of study {loaded.study.study_name!r} recorded no explainer")
     spec = ExplainerSpec.from_dict(raw)
+    activations: tuple[str, ...] = ()
     if spec.attention is not None and fmt != "json":
-        raise ConfigError(f"--out: trial {t.number} is a transformer setting ({spec.describe()}), which has no "
-                          f"zennit composite to write as Python; export it as JSON (--out F.json) and load it with "
-                          f"xaiopt.load_explainer(document, model)")
+        # a transformer setting is written as an LXT module where LXT can express it (docs/export.md)
+        from xaiopt.study.export_lxt import lxt_refusal
+
+        why, activations = lxt_refusal(loaded.config.model, spec)
+        if why is not None:
+            raise ConfigError(f"--out: trial {t.number} ({spec.describe()}) has no LXT module to write as Python: "
+                              f"{why}; export it as JSON (--out F.json) and load it with "
+                              f"xaiopt.load_explainer(document, model)")
     study = loaded.study
     layers = study_layers(loaded, canonized=spec.canonize)
     bounds: dict[str, Any] = study.user_attrs[BOUNDS_ATTR]
@@ -112,6 +119,11 @@ def export_composite(loaded: LoadedStudy, *, trial: int | None, out: str | Path,
                                  study=study.study_name, trial=t.number, model=loaded.config.model.name,
                                  metrics=metrics, xaiopt_version=__version__)
         text = json.dumps(doc, indent=2, allow_nan=False) + "\n"
+    elif spec.attention is not None:
+        from xaiopt.study.export_lxt import lxt_source
+
+        text = lxt_source(spec, layers, low=bounds["low"], high=bounds["high"],
+                          header=_header_fields(loaded, t, spec, out), activations=activations)
     else:
         text = _python_module(loaded, t, spec, layers, bounds, out)
     write_atomic(out, text)
@@ -175,6 +187,15 @@ def _in_comment(text: str) -> str:
     return text.encode("unicode_escape").decode("ascii")
 
 
+def _header_fields(loaded: LoadedStudy, t: FrozenTrial, spec: ExplainerSpec, out: Path) -> dict[str, Any]:
+    """What the exported module's docstring says of its trial, escaped for the docstring."""
+    return dict(
+        study=_in_docstring(repr(loaded.study.study_name)), number=t.number, text=_in_docstring(spec.describe()),
+        values=_in_docstring(", ".join(f"{n}={v:.4g}" for n, v in zip(loaded.metric_names, t.values))),
+        module=_in_docstring(out.stem), model=_in_docstring(loaded.config.model.name),
+    )
+
+
 def _python_module(loaded: LoadedStudy, t: FrozenTrial, spec: ExplainerSpec, layers: LayerGroups,
                    bounds: dict[str, Any], out: Path) -> str:
     lines = []
@@ -182,9 +203,7 @@ def _python_module(loaded: LoadedStudy, t: FrozenTrial, spec: ExplainerSpec, lay
         code = get_rule(entry.rule).code.format(param=entry.value, low="LOW", high="HIGH")
         lines.append(f"    ({entry.names!r}, {code}),  # {_in_comment(entry.label)}")
     fields = dict(
-        study=_in_docstring(repr(loaded.study.study_name)), number=t.number, text=_in_docstring(spec.describe()),
-        values=_in_docstring(", ".join(f"{n}={v:.4g}" for n, v in zip(loaded.metric_names, t.values))),
-        module=_in_docstring(out.stem), model=_in_docstring(loaded.config.model.name),
+        **_header_fields(loaded, t, spec, out),
         canon_import="from xaiopt.canonize import GraphCanonizer\n" if spec.canonize else "",
         canon_doc=" (canonizes the model while registered; removed afterwards)" if spec.canonize else "",
         canonizers="[GraphCanonizer()]" if spec.canonize else "None",
