@@ -147,8 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("name")
     pl.add_argument("--out", required=True, metavar="FILE.html")
     _storage(pl)
-    ex = ss.add_parser("export", help="write the recommended (or a chosen) trial's explainer as a zennit composite: "
-                       "a Python module, or JSON for xaiopt.load_composite")
+    ex = ss.add_parser("export", help="write the recommended (or a chosen) trial's explainer: a Python module "
+                       "(a zennit composite; an LXT module for a torchvision ViT), or JSON for "
+                       "xaiopt.load_composite / xaiopt.load_explainer")
     ex.add_argument("name")
     which = ex.add_mutually_exclusive_group()
     which.add_argument("--trial", type=int, help="trial number")
