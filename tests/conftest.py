@@ -23,6 +23,22 @@ def xaiopt_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
         os.environ[CACHE_ENV_VAR] = old
 
 
+@pytest.fixture(scope="session", autouse=True)
+def no_cost_probe():
+    """``study create`` measures one trial before it writes (xaiopt/study/estimate.py); the suite
+    creates hundreds of studies, so it skips the probe except in the tests of the probe itself, which
+    unset the variable."""
+    from xaiopt.study.estimate import SKIP_ENV
+
+    old = os.environ.get(SKIP_ENV)
+    os.environ[SKIP_ENV] = "1"
+    yield
+    if old is None:
+        os.environ.pop(SKIP_ENV, None)
+    else:
+        os.environ[SKIP_ENV] = old
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     """The property-based tests' case counts, so a CI log shows how much was fuzzed."""
     from fuzz_counts import COUNTS

@@ -74,6 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device")
     run.add_argument("--resume", action="store_true", help="continue the study if it exists")
     run.add_argument("--plot", metavar="FILE.html", help="also write the Pareto figure")
+    run.add_argument("--dry-run", action="store_true",
+                     help="check CONFIG against its model and data and measure one trial's cost; write nothing")
     _no_progress(run)
     _threads(run)
 
@@ -89,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--baseline", action="append", default=[], metavar="NAME",
                    help="enqueue a named baseline explainer once (epsilon_plus, epsilon_plus_flat, alpha2beta1, "
                         "epsilon_gamma_box; NAME:canonized or NAME:plain for one variant); repeatable")
+    c.add_argument("--dry-run", action="store_true",
+                   help="check CONFIG against its model and data and measure one trial's cost; write nothing")
     c.add_argument("--per-class", nargs="?", const="", default=None, metavar="CLASS[,CLASS...]",
                    help="one study NAME.CLASS per class of the evaluation samples (or per listed class), "
                         "sharing the config; compare them with `xaiopt study compare NAME`")
@@ -204,6 +208,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     with _progress(args):
         cfg = load_config(args.config)
+        if args.dry_run:
+            return _dry_run(cfg, args, args.config)
         name = args.name or cfg.name
         storage = args.storage
         try:
@@ -239,19 +245,43 @@ def _publish(loaded) -> None:
 
 
 def _print_evaluation(loaded, out) -> None:
-    # the accuracy of the batch against its targets: at chance, the study explains the wrong classes
-    from xaiopt.study.manage import CANON_ATTR, EVAL_ATTR, describe_canonization, describe_evaluation
+    _print_facts(loaded.study.user_attrs, loaded.config.n_trials, out)
 
-    canonization = describe_canonization(loaded.study.user_attrs.get(CANON_ATTR))
+
+def _print_facts(attrs, n_trials, out) -> None:
+    """What the preflight found and the cost probe measured (a study's user attrs, or a plan's facts)."""
+    from xaiopt.study.estimate import COST_ATTR, describe_cost
+    from xaiopt.study.manage import CANON_ATTR, EVAL_ATTR, describe_canonization, describe_evaluation
+    from xaiopt.study.metric_choice import METRIC_CHOICE_ATTR
+
+    choice = attrs.get(METRIC_CHOICE_ATTR)
+    if choice:
+        print(f"xaiopt: {choice}", file=sys.stderr)
+    canonization = describe_canonization(attrs.get(CANON_ATTR))
     if canonization is not None:
         print(f"xaiopt: {canonization}", file=sys.stderr)
-    summary = loaded.study.user_attrs.get(EVAL_ATTR)
-    if summary is None:
-        return
-    line, warning = describe_evaluation(summary)
-    print(line, file=out)
-    if warning is not None:
-        print(f"xaiopt: {warning}", file=sys.stderr)
+    summary = attrs.get(EVAL_ATTR)
+    if summary is not None:
+        # the accuracy of the batch against its targets: at chance, the study explains the wrong classes
+        line, warning = describe_evaluation(summary)
+        print(line, file=out)
+        if warning is not None:
+            print(f"xaiopt: {warning}", file=sys.stderr)
+    cost = describe_cost(attrs.get(COST_ATTR), n_trials)
+    if cost is not None:
+        print(f"xaiopt: {cost}", file=sys.stderr)
+
+
+def _dry_run(cfg, args, config_path: str) -> int:
+    """Check and measure as `study create` would, print it, write nothing."""
+    from xaiopt.study.manage import plan_study
+
+    plan = plan_study(cfg, name=args.name, storage=args.storage, n_trials=getattr(args, "n_trials", None),
+                      baselines=getattr(args, "baseline", ()))
+    print(f"dry run: {config_path} checked against its model and data; nothing was written "
+          f"(metrics: {', '.join(m.name for m in plan.config.metrics)})", file=sys.stderr)
+    _print_facts(plan.facts, plan.config.n_trials, sys.stderr)
+    return 0
 
 
 def _names(text: str | None, flag: str) -> list[str] | None:
@@ -289,6 +319,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
         from xaiopt.config import load_config
 
         cfg = load_config(args.config)
+        if args.dry_run:
+            return _dry_run(cfg, args, args.config)
         if args.per_class is not None:
             from xaiopt.study.per_class import create_per_class
 

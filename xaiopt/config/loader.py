@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from xaiopt.config.plugins import MODULE_NAME, import_plugins
+from xaiopt.config.plugins import MODULE_NAME, add_study_dir, import_plugins
 from xaiopt.config.schema import StudyConfig
 from xaiopt.errors import ConfigError
 
@@ -126,6 +126,7 @@ def load_config(path: str | Path) -> StudyConfig:
         raise ConfigError(f"{p}: not a UTF-8 text file") from None
     if data is None:  # an empty file is a mistake, never a default study
         raise ConfigError(f"{p}: the file is empty (a study YAML needs at least a name; see studies/quickstart.yaml)")
+    add_study_dir(p)  # its plugins and module: models may sit beside it
     return parse_config(data, source=str(p))
 
 

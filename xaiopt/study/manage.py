@@ -23,6 +23,8 @@ from xaiopt.errors import ConfigError, StudyError, StudyExistsError
 from xaiopt.objective import get_benchmark, metric_directions, metric_plan
 from xaiopt.space import SearchSpace
 from xaiopt.study.baselines import BASELINE_ATTR, baseline_trials
+from xaiopt.study.estimate import COST_ATTR, probe_cost
+from xaiopt.study.metric_choice import METRIC_CHOICE_ATTR, check_masks, settle_metrics
 from xaiopt.study.samplers import check_sampler_params, make_sampler
 from xaiopt.study.storage import _redact, default_storage_url, is_sqlite, open_storage, sqlite_path
 
@@ -72,16 +74,11 @@ def preflight(cfg: StudyConfig) -> dict[str, Any]:
     resolved layer groups, the first layer, the input bounds (for the zennit export) and the
     evaluation batch's accuracy against its targets (:func:`describe_evaluation`).
     """
-    plan = metric_plan(cfg)
+    metric_plan(cfg)
     check_sampler_params(cfg.sampler)
+    cfg, _ = settle_metrics(cfg)  # metrics the data cannot score: refused before the model loads
     bench = get_benchmark(cfg, torch.device("cpu"))
-    if bench.masks is None:
-        for name, info, _ in plan:
-            if info.needs_masks:
-                raise ConfigError(
-                    f"metrics: {name} needs object masks, but dataset {cfg.data.name!r} has none "
-                    f"(drop it or use a dataset with masks)"
-                )
+    check_masks(cfg, bench.masks is not None)
     space = SearchSpace(cfg.space, bench.layers, grid=cfg.sampler.name == "grid")
     make_sampler(cfg.sampler, space, seed=cfg.seed)
     for name in cfg.space.overrides:
@@ -149,20 +146,22 @@ def describe_evaluation(summary: dict[str, Any]) -> tuple[str, str | None]:
     return line, warning
 
 
-def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None = None,
-                 artifact_dir: str | os.PathLike[str] | None = None, n_trials: int | None = None,
-                 baselines: Sequence[str] = ()) -> LoadedStudy:
-    """Validate ``cfg`` against the model and data, then create the study in ``storage``.
+@dataclass
+class StudyPlan:
+    """What ``study create`` would write, checked and measured: the config as it will be stored (its
+    metrics settled against the data), the facts preflight and the cost probe found (user attrs to
+    be), and where the study would go. ``--dry-run`` stops here."""
 
-    ``n_trials`` sets (overrides) the study's total trial budget, shared by all its workers.
-    ``baselines`` (added to the config's ``baselines``) are named explainers enqueued here, once,
-    as the study's first trials (user attr ``baseline``); see :mod:`xaiopt.study.baselines`.
+    config: StudyConfig
+    facts: dict[str, Any]
+    storage_url: str
+    existed: bool
 
-    Example::
 
-        loaded = create_study(load_config("studies/quickstart.yaml"), storage="sqlite:///q.db")
-        loaded.study.metric_names    # ['sparseness', 'region_perturbation', ...]
-    """
+def plan_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None = None,
+               n_trials: int | None = None, baselines: Sequence[str] = ()) -> StudyPlan:
+    """Everything :func:`create_study` checks and measures before it writes: refuses an existing
+    study, settles the metrics against the data, runs the preflight and the cost probe. Writes nothing."""
     name = name or cfg.name
     url = storage or cfg.storage or default_storage_url()
     path = sqlite_path(url)
@@ -182,7 +181,32 @@ def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | No
         update["baselines"] = wanted
     if update:
         cfg = cfg.model_copy(update=update)
+    cfg, metric_note = settle_metrics(cfg)
     facts = preflight(cfg)
+    facts[METRIC_CHOICE_ATTR] = metric_note
+    facts[COST_ATTR] = probe_cost(cfg)
+    return StudyPlan(config=cfg, facts=facts, storage_url=url, existed=existed)
+
+
+def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None = None,
+                 artifact_dir: str | os.PathLike[str] | None = None, n_trials: int | None = None,
+                 baselines: Sequence[str] = ()) -> LoadedStudy:
+    """Validate ``cfg`` against the model and data, measure one trial's cost, then create the study
+    in ``storage`` (:func:`plan_study`, then the writes).
+
+    ``n_trials`` sets (overrides) the study's total trial budget, shared by all its workers.
+    ``baselines`` (added to the config's ``baselines``) are named explainers enqueued here, once,
+    as the study's first trials (user attr ``baseline``); see :mod:`xaiopt.study.baselines`.
+
+    Example::
+
+        loaded = create_study(load_config("studies/quickstart.yaml"), storage="sqlite:///q.db")
+        loaded.study.metric_names    # ['sparseness', 'region_perturbation', ...]
+    """
+    name = name or cfg.name
+    plan = plan_study(cfg, name=name, storage=storage, n_trials=n_trials, baselines=baselines)
+    cfg, facts, url, existed = plan.config, plan.facts, plan.storage_url, plan.existed
+    path = sqlite_path(url)
     queue = _baseline_queue(cfg, facts[GROUPS_ATTR])
     directions = metric_directions(cfg)
     rdb = open_storage(url)

@@ -18,7 +18,6 @@ Names are ``<scheme>:<rest>``; each scheme is a small loader in a registry:
 from __future__ import annotations
 
 import difflib
-import importlib
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from xaiopt.config.plugins import import_user_module
 from xaiopt.errors import ConfigError, UnknownNameError
 from xaiopt.zoo import synthetic
 from xaiopt.zoo.benchmark_models import architecture_names, build_benchmark_model
@@ -182,9 +182,11 @@ def _module(
     if not module_name or not attribute:
         raise UnknownNameError(f"model {label!r} is malformed; valid: module:<pkg.mod>:<callable>")
     try:
-        module = importlib.import_module(module_name)
+        module = import_user_module(module_name)
     except ImportError as error:
-        raise ConfigError(f"model {label!r}: cannot import {module_name!r} ({error})") from None
+        raise ConfigError(f"model {label!r}: cannot import {module_name!r} ({error}; looked in {os.getcwd()!r}, the "
+                          f"study file's folder and sys.path; run in the folder that holds it, install it, or put "
+                          f"it on PYTHONPATH)") from None
     factory = getattr(module, attribute, None)
     if not callable(factory):
         raise ConfigError(f"model {label!r}: {module_name!r} has no callable {attribute!r}")
