@@ -41,6 +41,7 @@ _TEMPLATE = '''"""zennit composite exported by xaiopt: study {study}, trial {num
 
 Explainer: {text}
 Metric values: {values}
+Requires: {requires}
 
 Usage::
 
@@ -211,9 +212,21 @@ def _python_module(loaded: LoadedStudy, t: FrozenTrial, spec: ExplainerSpec, lay
         name_map="\n".join(lines), ungrouped=UNGROUPED_EPSILON,
     )
     # a plugin's rule is built by names of its own module: import those the module above lacks
-    defined = _defined_names(_TEMPLATE.format(**fields, plugin_import=""))
-    imports = "".join(f"{line}\n" for line in plugin_imports(spec, defined))
-    return _TEMPLATE.format(**fields, plugin_import=imports)
+    defined = _defined_names(_TEMPLATE.format(**fields, plugin_import="", requires=""))
+    plugins = plugin_imports(spec, defined)
+    imports = "".join(f"{line}\n" for line in plugins)
+    return _TEMPLATE.format(**fields, plugin_import=imports, requires=_requires(spec.canonize, plugins))
+
+
+def _requires(canonized: bool, plugin_lines: list[str]) -> str:
+    """What the exported module imports, said plainly in its docstring."""
+    needs = ["torch", "zennit"]
+    if canonized:
+        needs.append("xaiopt (its GraphCanonizer canonizes the model while the composite is registered)")
+    modules = sorted({line.split()[1] for line in plugin_lines if line.startswith(("from ", "import "))})
+    if modules:
+        needs.append(f"the plugin module{'s' if len(modules) > 1 else ''} {', '.join(modules)}")
+    return _in_docstring(", ".join(needs[:-1]) + " and " + needs[-1])
 
 
 def _defined_names(source: str) -> set[str]:
