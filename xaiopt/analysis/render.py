@@ -53,17 +53,31 @@ def _against(group: list["Comparison"], rec: "Recommendation") -> str:
     return f"It is distinguishably {verdict} than {who}: {text}."
 
 
+def caution(rec: "Recommendation") -> str | None:
+    """The warning the headline carries when the runner-up is as good on these samples (None otherwise):
+    the text's first sentence and the report's answer box both say it, from the same comparison."""
+    runner = next((c for c in rec.comparisons if c.kind == "runner-up"), None)
+    if runner is None or runner.verdict != "indistinguishable":
+        return None
+    base = next((c.name for c in rec.comparisons if c.kind == "baseline" and c.other == runner.other), None)
+    who = f"trial {runner.other}" + (f", the baseline {base}" if base else "")
+    return (f"not distinguishable from the runner-up ({who}) on these {rec.samples} samples: either may be the "
+            f"better setting")
+
+
 def _baselines(groups: list[list["Comparison"]], rec: "Recommendation") -> str:
-    """One sentence for all baselines, grouped by verdict: '... better than A (trial 0: +0.27 [...]), B (...)'."""
+    """One sentence for all baselines, grouped by verdict: '... better than A (trial 0: +0.27 [...]), B (...)'.
+    A baseline that is also the runner-up is among them, with the runner-up's very verdict."""
     by: dict[str, list[str]] = {}
     for group in groups:
-        c = group[0]
+        c = next(o for o in group if o.kind == "baseline")
+        role = "the runner-up; " if any(o.kind == "runner-up" for o in group) else ""
         note = f"; {c.note}" if c.note else ""
         if c.verdict == "unknown":
-            item = f"{c.name} (trial {c.other}{note}: no per-sample scores stored)"
+            item = f"{c.name} ({role}trial {c.other}{note}: no per-sample scores stored)"
         else:
             d = c.difference.score
-            item = f"{c.name} (trial {c.other}{note}: {d.difference:+.3f} [{d.low:+.3f}, {d.high:+.3f}])"
+            item = f"{c.name} ({role}trial {c.other}{note}: {d.difference:+.3f} [{d.low:+.3f}, {d.high:+.3f}])"
         by.setdefault(c.verdict, []).append(item)
     said = {"better": ("distinguishably better than", ""), "worse": ("distinguishably worse than", ""),
             "indistinguishable": ("NOT distinguishable from", ", intervals that contain 0"),
@@ -86,16 +100,18 @@ def _ranks(s: "Setting", rec: "Recommendation") -> str:
 
 def _paragraph(rec: "Recommendation") -> str:
     best = rec.best
+    warning = caution(rec)
     parts = [f"Recommended for study {rec.study!r}: {_who(best)}, the best weighted score ({best.score:.3f} of 1) "
-             f"among {rec.settings} distinct settings ({rec.complete_trials} complete trials). "
-             f"It ranks {_ranks(best, rec)} (of {rec.settings})."]
+             f"among {rec.settings} distinct settings ({rec.complete_trials} complete trials)"
+             + (f", but {warning}. " if warning else ". ")
+             + f"It ranks {_ranks(best, rec)} (of {rec.settings})."]
     tied = [s.number for s in rec.top[1:] if s.score == best.score]
     if tied:
         parts.append(f"Its score ties with trial{'s' if len(tied) > 1 else ''} {', '.join(map(str, tied))}; "
                      f"the tie goes to the earlier trial.")
     groups = _groups(rec)
     parts += [_against(g, rec) for g in groups if g[0].kind == "runner-up"]
-    baselines = [g for g in groups if g[0].kind == "baseline"]
+    baselines = [g for g in groups if any(c.kind == "baseline" for c in g)]
     if baselines:
         parts.append(_baselines(baselines, rec))
     comp = rec.compromise

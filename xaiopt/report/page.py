@@ -29,6 +29,7 @@ from plotly.offline import get_plotlyjs
 
 from xaiopt.analysis import Recommendation, recommend
 from xaiopt.analysis.hypervolume import hypervolume_history
+from xaiopt.analysis.render import caution
 from xaiopt.config import config_to_dict
 from xaiopt.errors import ConfigError
 from xaiopt.files import write_atomic
@@ -116,6 +117,9 @@ def _recommendation(rec: Recommendation) -> str:
     head = (f'<div class="answer"><b>Recommended: trial {best.number}</b>'
             f'{" (the baseline " + html.escape(best.baseline) + ")" if best.baseline else ""}, '
             f'score {best.score:.3f} of 1 — <b class="setting">{html.escape(best.label)}</b>')
+    warning = caution(rec)
+    if warning is not None:
+        head += f'<br><span class="verdict-indistinguishable">Caution: {html.escape(warning)}.</span>'
     if rec.compromise is not None and rec.compromise.number != best.number:
         c = rec.compromise
         head += (f'<br><b>Second answer, the compromise of the Pareto front: trial {c.number}</b> '
