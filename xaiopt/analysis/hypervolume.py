@@ -186,7 +186,7 @@ def hypervolume_history(loaded: LoadedStudy, *, margin: float = MARGIN) -> Hyper
         return empty
     values = np.array([t.values for t in settings], dtype=np.float64)
     scorer = Scorer.fit(values, metrics=metrics, directions=directions,
-                        categories=[get_metric(m).category for m in metrics], weights={})
+                        categories=[get_metric(m).category for m in metrics], weights={}, robust=False)
     keep = ~scorer.constant_mask
     used = [m for m, k in zip(metrics, keep) if k]
     left_out = [m for m, k in zip(metrics, keep) if not k]

@@ -235,6 +235,12 @@ def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: P
     if samples is None and own is not None:
         samples = max(len(v) for v in own.values())
     notes = []
+    for m in scorer.outliers:
+        k = metrics.index(m)
+        beyond = [cands[i].number for i in range(len(cands)) if not scorer.low[k] <= values[i, k] <= scorer.high[k]]
+        notes.append(f"{m}: trial{'s' if len(beyond) > 1 else ''} {', '.join(map(str, beyond))} lie beyond the "
+                     f"outlier fences (quartiles -/+ 3 interquartile ranges), so {m} is normalized over "
+                     f"[{scorer.low[k]:.4g}, {scorer.high[k]:.4g}] and they score 0 or 1 on it.")
     if any(s is None for s in scores.values()):
         n = sum(s is None for s in scores.values())
         notes.append(f"{n} of {len(cands)} settings stored no per-sample scores (trials run before xaiopt kept "

@@ -24,11 +24,22 @@ from xaiopt.metrics.registry import CATEGORIES
 # float32 scores carry about 7 significant digits: a study range below this share of the
 # metric's magnitude is rounding noise (a canonized and a plain twin computing the same function)
 CONSTANT_RTOL = 1e-6
+# gross outliers: beyond Tukey's far-out fences (quartiles -/+ 3 interquartile ranges), looked for
+# once the study has this many distinct settings (fewer have no quartiles worth the name)
+OUTLIER_IQR = 3.0
+OUTLIER_MIN_SETTINGS = 8
 
 
 @dataclass(frozen=True)
 class Scorer:
-    """Min-max normalization fixed on the study's settings, category means, category weights."""
+    """Min-max normalization fixed on the study's settings (robust to gross outliers), category means,
+    category weights.
+
+    With ``robust`` (the default) and at least :data:`OUTLIER_MIN_SETTINGS` settings, a metric's range
+    stops at Tukey's far-out fences (first quartile - 3 IQR, third quartile + 3 IQR) when a setting
+    lies beyond them: that setting is normalized to 0 or 1 (clipped) instead of squeezing every other
+    setting into a sliver of the scale. One avg_sensitivity of 3.27 among values near 0.1 no longer
+    decides the robustness category alone. ``outliers`` names, per metric, whether it was clipped."""
 
     metrics: tuple[str, ...]
     directions: tuple[str, ...]
@@ -36,14 +47,33 @@ class Scorer:
     low: np.ndarray
     high: np.ndarray
     weights: Mapping[str, float]
+    clipped: np.ndarray | None = None
 
     @classmethod
     def fit(cls, values: np.ndarray, *, metrics: Sequence[str], directions: Sequence[str],
-            categories: Sequence[str], weights: Mapping[str, float]) -> "Scorer":
+            categories: Sequence[str], weights: Mapping[str, float], robust: bool = True) -> "Scorer":
         """Normalize over ``values`` ((T, M), one row per setting, metrics in study order)."""
         values = np.asarray(values, dtype=np.float64)
+        low, high = values.min(axis=0), values.max(axis=0)
+        clipped = np.zeros(values.shape[1], dtype=bool)
+        if robust and len(values) >= OUTLIER_MIN_SETTINGS:
+            q1, q3 = np.percentile(values, [25, 75], axis=0)
+            fence_low = np.maximum(low, q1 - OUTLIER_IQR * (q3 - q1))
+            fence_high = np.minimum(high, q3 + OUTLIER_IQR * (q3 - q1))
+            scale = np.maximum(np.abs(low), np.abs(high))
+            # never collapse a metric to a constant: most settings equal and one apart is a signal
+            wide = (fence_high - fence_low) > CONSTANT_RTOL * scale
+            clipped = wide & ((fence_low > low) | (fence_high < high))
+            low, high = np.where(clipped, fence_low, low), np.where(clipped, fence_high, high)
         return cls(metrics=tuple(metrics), directions=tuple(directions), metric_categories=tuple(categories),
-                   low=values.min(axis=0), high=values.max(axis=0), weights=dict(weights))
+                   low=low, high=high, weights=dict(weights), clipped=clipped)
+
+    @property
+    def outliers(self) -> list[str]:
+        """Metrics whose range was cut at the outlier fences (their outlying settings score 0 or 1)."""
+        if self.clipped is None:
+            return []
+        return [m for m, c in zip(self.metrics, self.clipped) if c]
 
     @property
     def categories(self) -> list[str]:
@@ -67,6 +97,8 @@ class Scorer:
         const = self.constant_mask
         span = np.where(const, 1.0, self.high - self.low)
         up = (means - self.low) / span
+        if self.clipped is not None:
+            up = np.where(self.clipped, np.clip(up, 0.0, 1.0), up)
         flip = np.array([d == "minimize" for d in self.directions])
         norm = np.where(flip, 1.0 - up, up)
         return np.where(const, 0.5, norm)
