@@ -208,3 +208,23 @@ def test_a_report_whose_write_fails_leaves_no_half_directory(two_way, tmp_path, 
     assert sorted(p.name for p in kept.iterdir()) == ["notes.txt", "plotly.min.js"]
     monkeypatch.setattr(page, "write_atomic", real)
     assert write_report(two_way, kept, images=0, dashboard=False).read_text().startswith("<!doctype html>")
+
+
+def test_an_outlier_sits_at_the_axis_edge_and_is_named(tmp_path):
+    # ten settings; avg_sensitivity (minimized) of trial 9 is 3.27 against values near 0.1
+    sens = [0.10, 0.12, 0.14, 0.15, 0.16, 0.18, 0.20, 0.22, 0.25, 3.27]
+    rows = [dict(values=[0.1 * k, s]) for k, s in enumerate(sens)]
+    loaded = build(f"sqlite:///{tmp_path / 'o.db'}", ["sparseness", "avg_sensitivity"], rows, name="outlier")
+    q1, q3 = np.percentile(sens, [25, 75])
+    fence = q3 + 3 * (q3 - q1)
+    fig = pareto_figure(loaded, rec=recommend(loaded))
+    ys = {n: y for t in fig.data for n, y in zip(t.customdata, t.y)}
+    assert ys[9] == pytest.approx(fence) and max(ys.values()) == pytest.approx(fence)
+    assert ys[0] == pytest.approx(0.10)
+    assert "outliers drawn at the axis edge" in fig.layout.title.text and "trial 9 = 3.27" in fig.layout.title.text
+    hover = next(t for t in fig.data if 9 in list(t.customdata))
+    assert "3.27" in hover.text[list(hover.customdata).index(9)]  # the hover keeps the real value
+    par = parallel_figure(loaded)
+    axis = par.data[0].dimensions[1]
+    assert min(axis.values) == pytest.approx(-fence)  # flipped (minimized), cut at the fence
+    assert "trial 9 = 3.27" in par.layout.title.text

@@ -70,6 +70,25 @@ def _title(view: StudyView, on: list[str]) -> str:
             f"({view.complete} complete trials{repeats}), {int(view.front.sum())} Pareto-optimal{html.escape(which)}")
 
 
+def _drawn(view: StudyView) -> tuple[np.ndarray, str]:
+    """The values as drawn: a gross outlier (beyond the scorer's fences, xaiopt/analysis/scoring.py)
+    sits at its axis's edge instead of setting the axis for everyone; and the words that say so (its
+    hover keeps the real value)."""
+    values = view.values.copy()
+    clipped = view.scorer.clipped
+    if clipped is None or not clipped.any() or not len(values):
+        return values, ""
+    said = []
+    for j in np.flatnonzero(clipped):
+        low, high = view.scorer.low[j], view.scorer.high[j]
+        out = [i for i in range(len(values)) if not low <= values[i, j] <= high]
+        said.append(f"{short_name(view.metrics[j])} " + ", ".join(
+            f"trial {view.numbers[i]} = {values[i, j]:.3g}" for i in out))
+        values[:, j] = np.clip(values[:, j], low, high)
+    return values, "<br><sup>outliers drawn at the axis edge (hover for the value): " + html.escape("; ".join(said)) \
+        + "</sup>"
+
+
 def _traces(view: StudyView, xs: np.ndarray, ys: np.ndarray | None, zs: np.ndarray | None = None, *,
             legend: bool = True) -> list:
     """The group and highlight traces for one panel (coordinates per setting)."""
@@ -120,7 +139,7 @@ def pareto_figure(loaded: LoadedStudy, metrics: list[str] | None = None, *,
         return empty_figure(f"study {loaded.study.study_name!r} has no complete trials yet", title="Pareto front")
     idx = [view.metrics.index(m) for m in on]
     labels = [metric_label(m, view.directions[i]) for m, i in zip(on, idx)]
-    v = view.values
+    v, outliers = _drawn(view)
     meta = {"settings": len(view.settings), "pareto": int(view.front.sum()), "metrics": on}
     legend_right = dict(x=1.02, y=1.0, xanchor="left", yanchor="top", bgcolor="rgba(255,255,255,0.9)",
                         bordercolor="#ccc", borderwidth=1)
@@ -177,7 +196,7 @@ def pareto_figure(loaded: LoadedStudy, metrics: list[str] | None = None, *,
             fig.add_annotation(text="<br>".join(html.escape(f) for f in full), xref="paper", yref="paper",
                                x=1.01, y=0.0, xanchor="left", yanchor="bottom", showarrow=False, align="left",
                                font=dict(size=11, color="#444"), xshift=6)
-    fig.update_layout(title=dict(text=_title(view, on), font=dict(size=15)), template="plotly_white",
+    fig.update_layout(title=dict(text=_title(view, on) + outliers, font=dict(size=15)), template="plotly_white",
                       dragmode="zoom", hoverlabel=dict(align="left"), meta=meta)
     return fig
 
@@ -210,8 +229,9 @@ def parallel_figure(loaded: LoadedStudy, *, rec: Recommendation | None = None) -
         return empty_figure(f"study {loaded.study.study_name!r} has no complete trials yet",
                             title="Parallel coordinates")
     dims = []
+    drawn, outliers = _drawn(view)
     for j, (m, d) in enumerate(zip(view.metrics, view.directions)):
-        raw = view.values[:, j]
+        raw = drawn[:, j]
         sign = -1.0 if d == "minimize" else 1.0
         ticks = _nice_ticks(float(raw.min()), float(raw.max()))
         label = f"{short_name(m)} ↓ (flipped)" if d == "minimize" else f"{short_name(m)} ↑"
@@ -225,7 +245,7 @@ def parallel_figure(loaded: LoadedStudy, *, rec: Recommendation | None = None) -
     ))
     fig.update_layout(
         title=dict(text=f"{len(view.settings)} distinct settings, one line each: up is better on every axis "
-                        f"(minimized metrics flipped, ticks show the real values)", font=dict(size=14)),
+                        f"(minimized metrics flipped, ticks show the real values){outliers}", font=dict(size=14)),
         template="plotly_white", height=470, margin=dict(l=70, r=40, t=110, b=40),
         meta={"settings": len(view.settings), "flipped": [m for m, d in zip(view.metrics, view.directions)
                                                           if d == "minimize"]},
