@@ -27,10 +27,12 @@ from xaiopt.config import StudyConfig
 from xaiopt.errors import ConfigError
 from xaiopt.lrp import operation_census
 from xaiopt.objective.layout import as_layout, choose_layout
+from xaiopt.objective.model_faults import check_logits, model_raises_as_config_error
 from xaiopt.objective.progress import step
 from xaiopt.space import LayerGroups, resolve_groups
 from xaiopt.zoo import load_dataset, load_model
 from xaiopt.zoo.cache import read_sidecar
+from xaiopt.zoo.datasets import check_dataset_size
 from xaiopt.zoo.evaldata import EvalData
 from xaiopt.zoo.split import Split, holdout_split
 
@@ -188,6 +190,8 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     ``holdout`` (for validation); with no ``data.holdout`` in the config, search is every sample.
     """
     t0 = time.perf_counter()
+    # an image size or batch too large to load is refused before the model loads (or trains)
+    check_dataset_size(cfg.data.name, n=cfg.data.n_samples, image_size=cfg.data.image_size)
     step("loading model %s%s", cfg.model.name, _first_use(cfg))
     model = load_model(cfg.model.name, cache_dir=cfg.model.cache_dir, num_classes=cfg.model.num_classes,
                        weights=cfg.model.weights)
@@ -204,29 +208,41 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     masks = data.masks.to(device) if data.masks is not None else None
     low = data.low.view(1, -1, 1, 1).to(device)
     high = data.high.view(1, -1, 1, 1).to(device)
+    # the output contract first (one line for a tuple, a (N,) vector, a map...), before canonization
+    # or any census runs the model under hooks that assume logits
+    example = x[:2]
+    with model_raises_as_config_error(model, cfg.model.name, "running on 2 evaluation images", always=True), \
+            torch.no_grad():
+        check_logits(model(example), batch=len(example), model_name=cfg.model.name)
     plain = False in cfg.space.canonize
     twin = report = twin_layers = None
-    if True in cfg.space.canonize:
-        step("canonizing the twin of %s (for canonize: true trials)", cfg.model.name)
-        twin, report = canonize(model, x[:1])  # its report holds both models' census
-        twin = _freeze(twin, device)
-    _check_reachable(cfg, (report.unhooked_before if report is not None else census(model, x[:1]).unhooked)
-                     if plain else [], report.unhooked_layers if report is not None else [])
-    if twin is not None:
-        twin_layers = resolve_groups(twin, x[:1], cfg.space.layer_groups)
-    # the plain model's groups only matter when plain trials are searched: a model whose layers
-    # become modules only in its twin (functional convolutions) can still be studied canonized
-    layers = resolve_groups(model, x[:1], cfg.space.layer_groups) if plain else twin_layers
-    if layers.transformer:
-        _check_transformer_rules(cfg, [(m, what) for m, what in ((model if plain else None, cfg.model.name),
-                                                                (twin, "its canonized twin")) if m is not None],
-                                 x[:1])
-    fmt = choose_layout(cfg.runtime.memory_format, [m for m in (model, twin) if m is not None], x)
+    # a model that raises later (flaky code, a batch it cannot take) is still one line naming it; an
+    # error of xaiopt's own machinery keeps its traceback
+    with model_raises_as_config_error(model, cfg.model.name, "being measured for canonization and layer groups"):
+        if True in cfg.space.canonize:
+            step("canonizing the twin of %s (for canonize: true trials)", cfg.model.name)
+            twin, report = canonize(model, x[:1])  # its report holds both models' census
+            twin = _freeze(twin, device)
+        _check_reachable(cfg, (report.unhooked_before if report is not None else census(model, x[:1]).unhooked)
+                         if plain else [], report.unhooked_layers if report is not None else [])
+        if twin is not None:
+            twin_layers = resolve_groups(twin, x[:1], cfg.space.layer_groups)
+        # the plain model's groups only matter when plain trials are searched: a model whose layers
+        # become modules only in its twin (functional convolutions) can still be studied canonized
+        layers = resolve_groups(model, x[:1], cfg.space.layer_groups) if plain else twin_layers
+        if layers.transformer:
+            _check_transformer_rules(cfg, [(m, what) for m, what in ((model if plain else None, cfg.model.name),
+                                                                    (twin, "its canonized twin")) if m is not None],
+                                     x[:1])
+        fmt = choose_layout(cfg.runtime.memory_format, [m for m in (model, twin) if m is not None], x)
     x = as_layout(x, fmt)
     t_canon = time.perf_counter()
     step("clean logits of the evaluation batch on %s", device)
-    with torch.no_grad():
-        logits = torch.cat([model(xc) for xc in x.split(cfg.runtime.batch_budget)])
+    with model_raises_as_config_error(model, cfg.model.name, "computing the clean logits of the evaluation batch",
+                                      always=True), torch.no_grad():
+        logits = check_logits(torch.cat([check_logits(model(xc), batch=len(xc), model_name=cfg.model.name)
+                                         for xc in x.split(cfg.runtime.batch_budget)]),
+                              batch=len(x), model_name=cfg.model.name)
     if cfg.data.target == "predicted":
         y = logits.argmax(1)
     else:

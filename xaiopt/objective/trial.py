@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import shutil
 import tempfile
 import time
@@ -17,7 +18,7 @@ from optuna.artifacts.exceptions import ArtifactNotFound
 from optuna.trial import FrozenTrial, TrialState
 
 from xaiopt.config import StudyConfig
-from xaiopt.errors import ConfigError, TrialFailed
+from xaiopt.errors import ConfigError, TrialFailed, XaioptError
 from xaiopt.metrics import MetricContext, get_metric
 from xaiopt.metrics.batching import images_per_pass
 from xaiopt.metrics.packing import pack_scores
@@ -45,6 +46,7 @@ from xaiopt.objective.benchmark import Benchmark, get_benchmark
 from xaiopt.objective.explain import explainer_for
 from xaiopt.objective.fidelity import dominating
 from xaiopt.objective.heatmaps import save_heatmap_grid, target_labels
+from xaiopt.objective.model_faults import describe_exception
 from xaiopt.space import ExplainerSpec, SearchSpace
 
 log = logging.getLogger(__name__)
@@ -77,12 +79,52 @@ def means(scores: dict[str, torch.Tensor]) -> dict[str, float]:
     return {name: float(s.double().mean()) for name, s in scores.items()}
 
 
+class _OneLinePerFailure(logging.Filter):
+    """Optuna logs a failed trial as two warnings, the first with the traceback of the exception. A
+    trial failed by :class:`TrialFailed` has said why in one line already (and records it in its
+    ``fail_reason``): Optuna's two are dropped for it, and only for it."""
+
+    _FAILED = re.compile(r"Trial (\d+) failed with ")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._said: set[int] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        found = self._FAILED.match(str(record.msg))
+        if found is None:
+            return True
+        number = int(found[1])
+        if record.exc_info and isinstance(record.exc_info[1], TrialFailed):
+            self._said.add(number)
+            return False
+        if number in self._said and str(record.msg).startswith(f"Trial {number} failed with value"):
+            self._said.discard(number)
+            return False
+        return True
+
+
+_ONE_LINE_PER_FAILURE = _OneLinePerFailure()
+
+
+def _quiet_optuna_failures() -> None:
+    logger = logging.getLogger("optuna.study._optimize")
+    if _ONE_LINE_PER_FAILURE not in logger.filters:
+        logger.addFilter(_ONE_LINE_PER_FAILURE)
+
+
 def _set_system_attr(trial: optuna.Trial, key: str, value: Any) -> None:
     # Optuna has no public Trial.set_system_attr; the storage method is what its own
     # terminator.report_cross_validation_scores and artifacts use for per-trial data
     storage = getattr(trial, "storage", None)
     if storage is not None:
         storage.set_trial_system_attr(trial._trial_id, key, value)
+
+
+class _Stage:
+    """Where a trial's evaluation is (for the reason of a trial that fails there)."""
+
+    name = "attribution"
 
 
 class Objective:
@@ -104,6 +146,7 @@ class Objective:
         self.space = SearchSpace(cfg.space, self.bench.layers, grid=cfg.sampler.name == "grid")
         self.artifact_store = artifact_store
         self._artifact_warned = False
+        _quiet_optuna_failures()
         self.directions = {name: info.direction_for(params) for name, info, params in self.plan}
         fidelity = cfg.fidelity
         if fidelity is not None and fidelity.subset >= len(self.bench.x):
@@ -112,7 +155,7 @@ class Objective:
                               f"this study's data (valid: 2 to {n - 1}, or no fidelity section)")
 
     def evaluate(self, spec: ExplainerSpec) -> tuple[dict[str, float], dict[str, float], torch.Tensor]:
-        """Metric vector and timings of one explainer; raises :class:`TrialFailed` on NaN/inf."""
+        """Metric vector and timings of one explainer; raises :class:`TrialFailed` on NaN/inf or a model error."""
         scores, seconds, attributions = self.evaluate_per_sample(spec)
         return means(scores), seconds, attributions
 
@@ -120,10 +163,29 @@ class Objective:
                             ) -> tuple[dict[str, torch.Tensor], dict[str, float], torch.Tensor]:
         """Each metric's (N,) float32 scores, timings and attributions of one explainer.
 
-        The trial's metric vector is :func:`means` of these scores. Raises :class:`TrialFailed` on NaN/inf.
-        ``first``: only the first that many samples (the multi-fidelity subset stage), with ``draws``
-        noise draws for the metrics that have an ``nr_samples`` parameter (None: their own).
+        The trial's metric vector is :func:`means` of these scores. Raises :class:`TrialFailed` on NaN/inf,
+        and when the model, the explainer or a metric raises: the reason names the exception, where
+        in the model's code it came from and the stage (``during attribution``, ``during metric
+        pixel_flipping``). xaiopt's own :class:`XaioptError` (a user's mistake), KeyboardInterrupt
+        and SystemExit pass unchanged. ``first``: only the first that many samples (the
+        multi-fidelity subset stage), with ``draws`` noise draws for the metrics that have an
+        ``nr_samples`` parameter (None: their own).
         """
+        stage = _Stage()
+        try:
+            return self._evaluate_per_sample(spec, first=first, draws=draws, stage=stage)
+        except (TrialFailed, XaioptError):
+            raise
+        except Exception as err:
+            bench = self.bench
+            models = [bench.model] + ([bench.twin] if bench.twin is not None else [])
+            reason = f"{describe_exception(err, models=models)} during {stage.name}"
+            # the whole traceback is for whoever debugs the model (-v); the trial keeps the one line
+            log.info("trial evaluation raised during %s", stage.name, exc_info=err)
+            raise TrialFailed(reason) from err
+
+    def _evaluate_per_sample(self, spec: ExplainerSpec, *, first: int | None, draws: int | None, stage: _Stage
+                             ) -> tuple[dict[str, torch.Tensor], dict[str, float], torch.Tensor]:
         bench = self.bench
         x, y, masks, logits, plan = bench.x, bench.y, bench.masks, bench.logits, self.plan
         if first is not None:
@@ -163,6 +225,7 @@ class Objective:
             # the metrics see the model the explainer is registered on (the twin for canonized
             # specs): the same function, and mprt randomises the very layers the rules sit on
             for name, info, params in plan:
+                stage.name = f"metric {name}"
                 t = time.perf_counter()
                 scores = info(ctx, **params)
                 seconds[f"metric:{name}"] = time.perf_counter() - t

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from xaiopt.errors import ConfigError, UnknownNameError
 from xaiopt.zoo import synthetic
+from xaiopt.zoo.batch_size import check_batch_size
 from xaiopt.zoo.evaldata import EvalData
 from xaiopt.zoo.imagefolder import load_imagefolder
 from xaiopt.zoo.imagenet import load_imagenet
@@ -69,6 +70,17 @@ def dataset_help() -> str:
     return ", ".join(["benchmark", *(f"{s}:<path>" for s in _SCHEMES), "python:<registered name>"])
 
 
+def check_dataset_size(name: str, *, n: int, image_size: int | None) -> None:
+    """Refuse an image size or a batch too large to load (:mod:`xaiopt.zoo.batch_size`) before anything
+    is read or allocated: one ConfigError line. ``benchmark`` has its one size; a registered batch
+    exists already."""
+    if name == "benchmark":
+        _benchmark_size(image_size)
+        check_batch_size(name, n=n, image_size=synthetic.IMAGE_SIZE)
+    elif not name.startswith("python:"):
+        check_batch_size(name, n=n, image_size=DEFAULT_IMAGE_SIZE if image_size is None else image_size)
+
+
 def load_dataset(
     name: str,
     *,
@@ -100,6 +112,7 @@ def load_dataset(
     """
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"n={n!r} is invalid; valid: a positive integer")
+    check_dataset_size(name, n=n, image_size=image_size)
     if (mean is None) != (std is None):
         raise ConfigError("data.mean and data.std go together; valid: both (3 numbers each) or neither")
     normalization = Normalization(tuple(mean), tuple(std)) if mean is not None and std is not None else None
@@ -123,13 +136,17 @@ def load_dataset(
                                  n_classes=n_classes, normalization=normalization))
 
 
-def _benchmark(*, n: int, seed: int, split: str, image_size: int | None) -> EvalData:
-    if split not in synthetic.SPLITS:
-        raise ConfigError(f"split={split!r} is invalid for dataset 'benchmark'; valid: {', '.join(synthetic.SPLITS)}")
+def _benchmark_size(image_size: int | None) -> None:
     if image_size not in (None, synthetic.IMAGE_SIZE):
         raise ConfigError(
             f"image_size={image_size} is invalid for dataset 'benchmark'; valid: {synthetic.IMAGE_SIZE} (or unset)"
         )
+
+
+def _benchmark(*, n: int, seed: int, split: str, image_size: int | None) -> EvalData:
+    if split not in synthetic.SPLITS:
+        raise ConfigError(f"split={split!r} is invalid for dataset 'benchmark'; valid: {', '.join(synthetic.SPLITS)}")
+    _benchmark_size(image_size)
     batch = synthetic.generate(n, seed=seed, split=split)
     low, high = synthetic.input_bounds()
     return EvalData(

@@ -21,6 +21,7 @@ Example:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,5 +84,13 @@ def open_image(file: str | Path, mode: str | None, label: str) -> Image.Image:
     try:
         with Image.open(file) as image:
             return image.convert(mode) if mode is not None else image.copy()
+    except Image.DecompressionBombError as error:
+        # PIL refuses to decode more than twice Image.MAX_IMAGE_PIXELS; its message gives the count
+        found = re.search(r"\((\d+) pixels\)", str(error))
+        size = f"{int(found[1]):,} pixels" if found else "too many pixels"
+        limit = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        raise ConfigError(f"dataset {label!r}: {str(file)!r} has {size}, which PIL refuses to decode as a possible "
+                          f"decompression bomb; valid: images of at most {limit:,} pixels (shrink it or take it "
+                          f"out of the dataset)") from None
     except OSError as error:
         raise ConfigError(f"dataset {label!r}: cannot read {str(file)!r} as an image ({error})") from None
