@@ -144,9 +144,7 @@ def test_timing_medians_per_phase(two_way):
 
 
 def test_publish_replaces_the_note_and_graph(two_way):
-    from optuna_dashboard import get_note
-
-    from optuna_dashboard import save_note
+    from optuna_dashboard import get_note, save_note
 
     save_note(two_way.study, "Our own notes on this study.")
     rec = recommend(two_way)

@@ -7,8 +7,10 @@ reads from every study's directory. Settings come from an optuna-dashboard TOML 
 ``quiet``, ``artifact_dir``), overridden by the command line.
 
 :func:`publish` puts a study's recommendation where the dashboard shows it: the study's note
-(markdown, after whatever a person wrote there) and the Pareto figure as a plotly graph of the
-study; a second call replaces both.
+(markdown, after whatever a person wrote there; optuna-dashboard shows it on the study's Note page)
+and the Pareto figure as a plotly graph of the study (a half-width card, 450 px high, on the
+study's History page, the first of the study's pages; so the figure is laid out for that card:
+``pareto_figure(..., compact=True)``); a second call replaces both.
 
 Example::
 
@@ -225,7 +227,8 @@ def note_markdown(rec) -> str:
     for role, s in rows:
         lines.append(f"| {role} | {s.number} | {s.score:.3f} | " + " | ".join(f"{v:.4g}" for v in s.values.values())
                      + " |")
-    lines += ["", f"Recommended settings: `{rec.best.label}`", "", NOTE_FOOT]
+    lines += ["", f"Recommended settings: `{rec.best.label}`", "",
+              f"The Pareto front is the graph `{PARETO_GRAPH_ID}` on the study's History page.", "", NOTE_FOOT]
     return "\n".join(lines)
 
 
@@ -240,7 +243,8 @@ def _without_block(note: str) -> str:
 
 def publish(loaded, rec=None) -> None:
     """Show the recommendation in optuna-dashboard: in the study's note (markdown, after whatever a
-    person wrote there) and the Pareto figure as a dashboard plotly graph. Idempotent: a second
+    person wrote there; the study's Note page) and the Pareto figure as a dashboard plotly graph (a
+    half-width card of the study's History page, hence the figure's compact layout). Idempotent: a second
     call replaces the xaiopt part of the note and the graph, never appends.
 
     Example::
@@ -256,4 +260,5 @@ def publish(loaded, rec=None) -> None:
     kept = _without_block(get_note(loaded.study) or "")
     block = note_markdown(rec)
     save_note(loaded.study, f"{kept}\n\n{block}" if kept else block)
-    save_plotly_graph_object(loaded.study, pareto_figure(loaded, rec=rec), graph_object_id=PARETO_GRAPH_ID)
+    save_plotly_graph_object(loaded.study, pareto_figure(loaded, rec=rec, compact=True),
+                             graph_object_id=PARETO_GRAPH_ID)

@@ -47,11 +47,13 @@ from xaiopt.study import LoadedStudy
 log = logging.getLogger(__name__)
 
 PLOTLY_JS = "plotly.min.js"
-_CONFIG = {"displaylogo": False, "responsive": False}
+_CONFIG = {"displaylogo": False, "responsive": True}
+# the narrowest an image column of the gallery gets before the gallery scrolls in its box
+MIN_TILE = 96
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0; color: #1d232b;
-       background: #f6f7f9; }
+       background: #f6f7f9; overflow-wrap: break-word; }
 header { background: #24303f; color: #fff; padding: 18px 32px; }
 header h1 { margin: 0 0 4px 0; font-size: 24px; }
 header p { margin: 0; color: #c9d3df; font-size: 13px; }
@@ -64,7 +66,9 @@ h2 { margin: 4px 0 8px 0; font-size: 20px; }
 .answer { background: #fff8e0; border-left: 5px solid #f2b701; padding: 10px 16px; margin: 10px 0;
           font-size: 15px; line-height: 1.45; }
 .answer b.setting { font-family: ui-monospace, monospace; font-size: 13px; }
-table { border-collapse: collapse; font-size: 13px; margin: 10px 0; }
+/* a table wider than the page scrolls inside its own box, never the page */
+table { display: block; width: max-content; max-width: 100%; overflow-x: auto; border-collapse: collapse;
+        font-size: 13px; margin: 10px 0; }
 th, td { border: 1px solid #dde2e8; padding: 4px 8px; text-align: left; vertical-align: top; }
 th { background: #eef1f5; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
@@ -73,12 +77,23 @@ td.lose { color: #8a94a3; }
 tr.explainer td { border-top: none; color: #4a5563; padding-top: 0; }
 code, pre { font-family: ui-monospace, monospace; font-size: 12px; }
 pre { background: #f3f5f8; padding: 10px; overflow-x: auto; max-height: 420px; }
+/* figures take the page's width up to their designed width (inline max-width); below a readable
+   width they scroll inside their box */
 .figure { margin: 8px 0 14px 0; overflow-x: auto; }
+.figure .plotly-graph-div { min-width: 480px; }
 .scroll { overflow-x: auto; }
 .empty { color: #8a4b00; background: #fff4e5; border: 1px solid #f0c890; padding: 8px 12px; }
-table.gallery td { text-align: center; padding: 3px; }
-table.gallery td.label { text-align: left; max-width: 230px; font-size: 12px; }
-table.gallery img { display: block; image-rendering: pixelated; }
+/* the gallery: a grid whose image columns share the width left beside the labels, each at most its
+   tile's own width and at least 96 px; narrower than that, the grid scrolls inside .gallery-box */
+.gallery-box { overflow-x: auto; margin: 8px 0; scroll-padding-left: 230px; }
+.gallery { display: grid; gap: 4px 6px; align-items: center; justify-content: start; font-size: 13px; }
+.gallery > [role=row] { display: contents; }
+.gallery .cell { min-width: 0; }
+.gallery .head { font-weight: 600; background: #eef1f5; padding: 4px 6px; align-self: stretch; }
+.gallery .label { font-size: 12px; overflow-wrap: anywhere; position: sticky; left: 0; z-index: 1;
+                  background: #fff; padding: 3px 6px 3px 0; align-self: stretch; }
+.gallery .head.label { background: #eef1f5; padding-left: 6px; }
+.gallery img { display: block; width: 100%; height: auto; }
 .verdict-better { color: #13650e; font-weight: 600; }
 .verdict-worse { color: #a0151b; font-weight: 600; }
 .verdict-indistinguishable { color: #8a4b00; font-weight: 600; }
@@ -94,8 +109,14 @@ def recommendation_parts(rec: Recommendation) -> tuple[str, str]:
 
 
 def _figure(fig: go.Figure, name: str) -> str:
+    """The figure as wide as the page allows, at most its designed ``layout.width`` (plotly sizes it
+    to its box, and again when the window changes size)."""
+    width = fig.layout.width
+    fig = go.Figure(fig)
+    fig.update_layout(width=None, autosize=True)
     div = fig.to_html(full_html=False, include_plotlyjs=False, div_id=f"fig-{name}", config=_CONFIG)
-    return f'<div class="figure" data-figure="{name}">{div}</div>'
+    cap = f' style="max-width:{int(width)}px"' if width else ""
+    return f'<div class="figure" data-figure="{name}"{cap}>{div}</div>'
 
 
 def _empty(fig: go.Figure) -> str | None:
@@ -233,15 +254,26 @@ def _data_uri(png: bytes) -> str:
 
 
 def _gallery(g: Gallery) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in g.columns)
-    inputs = "".join(f"<td><img src='{_data_uri(p)}' alt='{html.escape(c)}'></td>" for p, c in zip(g.inputs, g.columns))
-    rows = [f"<tr><td class='label'><b>input</b> (object mask outlined in green)</td>{inputs}</tr>"]
+    """The gallery as a grid: a label column, then one column per image, scaled to the page's width."""
+    width, height = g.size
+    columns = f"minmax(120px, 220px) repeat({len(g.columns)}, minmax({min(width, MIN_TILE)}px, {width}px))"
+
+    def img(png: bytes, alt: str) -> str:
+        return (f"<div class='cell' role='cell'><img src='{_data_uri(png)}' width='{width}' height='{height}' "
+                f"alt='{html.escape(alt)}'></div>")
+
+    def row(label: str, cells: str) -> str:
+        return f"<div role='row'><div class='cell label' role='rowheader'>{label}</div>{cells}</div>"
+
+    head = "".join(f"<div class='cell head' role='columnheader'>{html.escape(c)}</div>" for c in g.columns)
+    rows = [f"<div role='row'><div class='cell head label' role='columnheader'>setting</div>{head}</div>",
+            row("<b>input</b>" + (" (object mask outlined in green)" if g.masks else ""),
+                "".join(img(p, c) for p, c in zip(g.inputs, g.columns)))]
     for r in g.rows:
-        tiles = "".join(f"<td><img src='{_data_uri(p)}' alt='{html.escape(r.label)}, {html.escape(c)}'></td>"
-                        for p, c in zip(r.tiles, g.columns))
-        rows.append(f"<tr><td class='label'><b>{html.escape(r.label)}</b><br><code>{html.escape(r.explainer)}</code>"
-                    f"</td>{tiles}</tr>")
-    return f"<table class='gallery'><tr><th>setting</th>{head}</tr>{''.join(rows)}</table>"
+        rows.append(row(f"<b>{html.escape(r.label)}</b><br><code>{html.escape(r.explainer)}</code>",
+                        "".join(img(p, f"{r.label}, {c}") for p, c in zip(r.tiles, g.columns))))
+    return (f"<div class='gallery-box'><div class='gallery' role='table' style='grid-template-columns: {columns}'>"
+            f"{''.join(rows)}</div></div>")
 
 
 def _study(loaded: LoadedStudy) -> str:
@@ -334,7 +366,8 @@ def write_report(loaded: LoadedStudy, out_dir: str | Path, *, prefer: Sequence[s
     sections.append(_section(
         "canonization", "6. Canonization effect",
         "Settings evaluated both with and without canonization (the same rules otherwise). Bars: each metric "
-        "normalized (1 = the study's best, taller is better); tables: the raw values, the better one in green.",
+        "normalized (1 = the study's best, taller is better; a bar of height 0, the study's worst, is marked "
+        "\"0\"); tables: the raw values, the better one in green.",
         _empty_or_figure(canon_fig, "canonization") + _canonization_table(loaded)))
 
     if images > 0:
@@ -343,7 +376,8 @@ def write_report(loaded: LoadedStudy, out_dir: str | Path, *, prefer: Sequence[s
             "gallery", "7. Heatmaps on the same images",
             f"Attributions recomputed now for the first {len(gallery.columns)} evaluation images. Red: relevance "
             f"for the explained class, blue: against it, white: none; each map scaled to its own maximum "
-            f"(zennit's symmetric normalization and bwr palette). The object mask is outlined in green.",
+            f"(zennit's symmetric normalization and bwr palette)."
+            + (" The object mask is outlined in green." if gallery.masks else ""),
             _gallery(gallery)))
 
     sections.append(_section(

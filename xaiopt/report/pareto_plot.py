@@ -46,7 +46,14 @@ _GROUPS = (
 )
 
 
-def _highlights(view: StudyView) -> list[tuple[str, int, dict]]:
+# the groups' legend names in a small card (optuna-dashboard's), where the long ones do not fit
+_SHORT_GROUPS = {
+    _GROUPS[0][0]: "dominated", _GROUPS[1][0]: "◆ baseline, dominated", _GROUPS[2][0]: "Pareto-optimal",
+    _GROUPS[3][0]: "◆ baseline, Pareto-optimal",
+}
+
+
+def _highlights(view: StudyView, *, compact: bool = False) -> list[tuple[str, int, dict]]:
     """(legend name, setting index, marker) of the recommended and the compromise setting."""
     rec = view.rec
     if rec is None or not view.settings:
@@ -54,10 +61,13 @@ def _highlights(view: StudyView) -> list[tuple[str, int, dict]]:
     out = []
     best = view.index(rec.best.number)
     same = rec.compromise is not None and rec.compromise.number == rec.best.number
-    name = f"recommended (trial {rec.best.number}{', also the compromise' if same else ''})"
+    name = (f"recommended{' = compromise' if same else ''} (trial {rec.best.number})" if compact
+            else f"recommended (trial {rec.best.number}{', also the compromise' if same else ''})")
     out.append((name, best, dict(symbol="star", size=20, color=RECOMMENDED, line=dict(color="black", width=1.5))))
     if rec.compromise is not None and not same:
-        out.append((f"compromise of the front (trial {rec.compromise.number})", view.index(rec.compromise.number),
+        name = (f"compromise (trial {rec.compromise.number})" if compact
+                else f"compromise of the front (trial {rec.compromise.number})")
+        out.append((name, view.index(rec.compromise.number),
                     dict(symbol="circle-open", size=22, color="black", line=dict(color="black", width=2.5))))
     return out
 
@@ -90,7 +100,7 @@ def _drawn(view: StudyView) -> tuple[np.ndarray, str]:
 
 
 def _traces(view: StudyView, xs: np.ndarray, ys: np.ndarray | None, zs: np.ndarray | None = None, *,
-            legend: bool = True) -> list:
+            legend: bool = True, compact: bool = False) -> list:
     """The group and highlight traces for one panel (coordinates per setting)."""
     base = np.array([b is not None for b in view.baselines], dtype=bool)
     hover = np.array([view.hover(i) for i in range(len(view.settings))], dtype=object)
@@ -114,19 +124,22 @@ def _traces(view: StudyView, xs: np.ndarray, ys: np.ndarray | None, zs: np.ndarr
     for name, select, marker in _GROUPS:
         idx = np.flatnonzero(select(view.front, base))
         if len(idx):
-            out.append(make(name, idx, marker, name))
-    for name, i, marker in _highlights(view):
+            out.append(make(_SHORT_GROUPS[name] if compact else name, idx, marker, name))
+    for name, i, marker in _highlights(view, compact=compact):
         out.append(make(name, np.array([i]), marker, name))
     return out
 
 
 def pareto_figure(loaded: LoadedStudy, metrics: list[str] | None = None, *,
-                  rec: Recommendation | None = None) -> go.Figure:
+                  rec: Recommendation | None = None, compact: bool = False) -> go.Figure:
     """The distinct settings on ``metrics`` (default all): 2-D scatter for two, 3-D for three, a
     scatter matrix (lower triangle) for more; a trial-number axis for one.
 
     ``rec`` (a :func:`xaiopt.analysis.recommend` result) marks the recommended and compromise
-    settings; ``layout.meta`` holds the counts drawn (``settings``, ``pareto``).
+    settings; ``layout.meta`` holds the counts drawn (``settings``, ``pareto``). ``compact``: the
+    layout of a small card (optuna-dashboard's half-width, 450-px-high graph card): no fixed width,
+    :data:`CARD_HEIGHT` high, a short title, short legend names in a row below the plot (in the
+    scatter matrix's empty upper right).
 
     Example::
 
@@ -152,12 +165,12 @@ def pareto_figure(loaded: LoadedStudy, metrics: list[str] | None = None, *,
         else:
             xs, ys = v[:, idx[0]], v[:, idx[1]]
             xlab, ylab = labels
-        fig.add_traces(_traces(view, xs, ys))
+        fig.add_traces(_traces(view, xs, ys, compact=compact))
         fig.update_xaxes(title=xlab)
         fig.update_yaxes(title=ylab)
         fig.update_layout(width=980, height=560, legend=legend_right, margin=dict(r=330, t=70))
     elif len(on) == 3:
-        fig = go.Figure(_traces(view, v[:, idx[0]], v[:, idx[1]], v[:, idx[2]]))
+        fig = go.Figure(_traces(view, v[:, idx[0]], v[:, idx[1]], v[:, idx[2]], compact=compact))
         short3 = [metric_label(m, view.directions[i], short=True) for m, i in zip(on, idx)]
         fig.update_layout(scene=dict(xaxis_title=short3[0], yaxis_title=short3[1], zaxis_title=short3[2],
                                      camera=dict(eye=dict(x=1.8, y=1.8, z=1.05))),
@@ -172,7 +185,7 @@ def pareto_figure(loaded: LoadedStudy, metrics: list[str] | None = None, *,
             for c in range(n):
                 if c > r:
                     continue
-                for tr in _traces(view, v[:, idx[c]], v[:, idx[r + 1]], legend=first):
+                for tr in _traces(view, v[:, idx[c]], v[:, idx[r + 1]], legend=first, compact=compact):
                     fig.add_trace(tr, row=r + 1, col=c + 1)
                 first = False
                 if r == n - 1:
@@ -192,13 +205,43 @@ def pareto_figure(loaded: LoadedStudy, metrics: list[str] | None = None, *,
                           legend=dict(x=1.01, y=1.0, xanchor="left", yanchor="top", bordercolor="#ccc",
                                       borderwidth=1, bgcolor="rgba(255,255,255,0.9)"))
         full = [f"{short_name(m)} = {m}" for m in on if short_name(m) != m]
-        if full:
+        if full and not compact:
             fig.add_annotation(text="<br>".join(html.escape(f) for f in full), xref="paper", yref="paper",
                                x=1.01, y=0.0, xanchor="left", yanchor="bottom", showarrow=False, align="left",
                                font=dict(size=11, color="#444"), xshift=6)
     fig.update_layout(title=dict(text=_title(view, on) + outliers, font=dict(size=15)), template="plotly_white",
                       dragmode="zoom", hoverlabel=dict(align="left"), meta=meta)
+    if compact:
+        _card(fig, view, len(on), outliers=bool(outliers))
     return fig
+
+
+CARD_HEIGHT = 440
+
+
+def _card(fig: go.Figure, view: StudyView, metrics: int, *, outliers: bool) -> None:
+    """Fit ``fig`` into a card about 600 px wide and 450 px high: the card's width, the legend in a
+    row below the plot, small type, a short title."""
+    note = "<br><sup>outliers drawn at the axis edge (hover for the value)</sup>" if outliers else ""
+    top = 58 if outliers else 36
+    fig.update_layout(
+        width=None, height=CARD_HEIGHT, autosize=True,
+        title=dict(text=f"Pareto front: {len(view.settings)} settings, {int(view.front.sum())} Pareto-optimal "
+                        f"(the recommendation: Note page){note}", font=dict(size=13), x=0.01, xanchor="left",
+                   y=0.98),
+        legend=dict(orientation="h", x=0.0, xanchor="left", y=-0.14, yanchor="top", font=dict(size=10),
+                    bgcolor="rgba(255,255,255,0)", borderwidth=0, itemsizing="constant"),
+        margin=dict(l=55, r=10, t=top, b=10), font=dict(size=10),
+    )
+    if metrics == 3:
+        fig.update_layout(margin=dict(l=0, r=0, t=top, b=0), scene=dict(domain=dict(x=[0, 1], y=[0.14, 1])),
+                          legend=dict(y=0.12))
+    elif metrics > 3:
+        # the lower triangle leaves the upper right empty: the legend goes there
+        fig.update_layout(legend=dict(orientation="v", x=1.0, xanchor="right", y=1.0, yanchor="top"),
+                          margin=dict(l=55, r=10, t=top, b=45))
+        fig.update_xaxes(title=dict(font=dict(size=9)), tickfont=dict(size=8))
+        fig.update_yaxes(title=dict(font=dict(size=9), standoff=2), tickfont=dict(size=8))
 
 
 def _nice_ticks(low: float, high: float, n: int = 5) -> np.ndarray:
