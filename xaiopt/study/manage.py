@@ -7,8 +7,11 @@ optuna-dashboard open it unchanged.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shlex
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,8 +28,16 @@ from xaiopt.space import SearchSpace
 from xaiopt.study.baselines import BASELINE_ATTR, baseline_trials
 from xaiopt.study.estimate import COST_ATTR, probe_cost
 from xaiopt.study.metric_choice import METRIC_CHOICE_ATTR, check_masks, settle_metrics
+from xaiopt.study.presence import deleting, study_exists
 from xaiopt.study.samplers import check_sampler_params, make_sampler
-from xaiopt.study.storage import _redact, default_storage_url, is_sqlite, open_storage, sqlite_path
+from xaiopt.study.storage import (
+    _redact,
+    creating_study,
+    default_storage_url,
+    is_sqlite,
+    open_storage,
+    sqlite_path,
+)
 
 CONFIG_ATTR = "xaiopt:config"
 VERSION_ATTR = "xaiopt:version"
@@ -162,7 +173,8 @@ def plan_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None
                n_trials: int | None = None, baselines: Sequence[str] = ()) -> StudyPlan:
     """Everything :func:`create_study` checks and measures before it writes: refuses an existing
     study, settles the metrics against the data, runs the preflight and the cost probe. Writes nothing."""
-    name = name or cfg.name
+    name = cfg.name if name is None else name
+    check_study_name(name)
     url = storage or cfg.storage or default_storage_url()
     path = sqlite_path(url)
     # a SQLite file that is not there yet holds no study; it is only written once all checks pass
@@ -203,46 +215,49 @@ def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | No
         loaded = create_study(load_config("studies/quickstart.yaml"), storage="sqlite:///q.db")
         loaded.study.metric_names    # ['sparseness', 'region_perturbation', ...]
     """
-    name = name or cfg.name
+    name = cfg.name if name is None else name
     plan = plan_study(cfg, name=name, storage=storage, n_trials=n_trials, baselines=baselines)
-    cfg, facts, url, existed = plan.config, plan.facts, plan.storage_url, plan.existed
-    path = sqlite_path(url)
+    cfg, facts, url = plan.config, plan.facts, plan.storage_url
     queue = _baseline_queue(cfg, facts[GROUPS_ATTR])
     directions = metric_directions(cfg)
-    rdb = open_storage(url)
-    made = False
-    try:
-        _refuse_existing(rdb, name, url)
+    # SQLite: the file's lock is held from here to the last write, and the file is made here if missing
+    with creating_study(url, name) as new_file:
+        rdb: Any = None
+        made = False
         try:
-            study = optuna.create_study(storage=rdb, study_name=name, directions=directions)
-        except optuna.exceptions.DuplicatedStudyError:
-            # another `study create` of the same name won the race since the check above
-            raise StudyExistsError(f"study {name!r} already exists in {_where(url)} (created by another process "
-                                   f"just now; choose another --name)") from None
-        made = True
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([m.name for m in cfg.metrics])
-        stored = config_to_dict(cfg)
-        if stored.get("storage"):
-            # the study lives in that database already; its password is never written into it
-            stored["storage"] = _redact(stored["storage"])
-        study.set_user_attr(CONFIG_ATTR, stored)
-        study.set_user_attr(VERSION_ATTR, __version__)
-        for key, value in facts.items():
-            study.set_user_attr(key, value)
-        art = Path(artifact_dir).resolve() if artifact_dir else default_artifact_dir(url, name)
-        study.set_user_attr(ARTIFACTS_ATTR, str(art))
-        for label, params in queue:
-            study.enqueue_trial(params, user_attrs={BASELINE_ATTR: label})
-    except BaseException:
-        # undo only what this call made: a study another process created is never touched
-        if not existed and path is not None:
-            rdb.engine.dispose()
-            path.unlink(missing_ok=True)
-        elif made:
-            optuna.delete_study(study_name=name, storage=rdb)
-        raise
+            rdb = open_storage(url)
+            _refuse_existing(rdb, name, url)
+            try:
+                study = optuna.create_study(storage=rdb, study_name=name, directions=directions)
+            except optuna.exceptions.DuplicatedStudyError:
+                # another `study create` of the same name won the race since the check above
+                raise StudyExistsError(f"study {name!r} already exists in {_where(url)} (created by another "
+                                       f"process just now; choose another --name)") from None
+            made = True
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.set_metric_names([m.name for m in cfg.metrics])
+            stored = config_to_dict(cfg)
+            if stored.get("storage"):
+                # the study lives in that database already; its password is never written into it
+                stored["storage"] = _redact(stored["storage"])
+            study.set_user_attr(CONFIG_ATTR, stored)
+            study.set_user_attr(VERSION_ATTR, __version__)
+            for key, value in facts.items():
+                study.set_user_attr(key, value)
+            art = Path(artifact_dir).resolve() if artifact_dir else default_artifact_dir(url, name)
+            study.set_user_attr(ARTIFACTS_ATTR, str(art))
+            for label, params in queue:
+                study.enqueue_trial(params, user_attrs={BASELINE_ATTR: label})
+        except BaseException:
+            # undo only what this call made: a study another process created, a file this process did not
+            # make or one that holds another study, is never touched; an undo that fails (the database
+            # went away) leaves the error that stopped the creation as the one line to show
+            with contextlib.suppress(Exception):
+                if made:
+                    optuna.delete_study(study_name=name, storage=rdb)
+                new_file.remove_if_unused(rdb)
+            raise
     return LoadedStudy(study=study, config=cfg, storage_url=url)
 
 
@@ -260,6 +275,23 @@ def _baseline_queue(cfg: StudyConfig, groups: dict[str, list[str]]) -> list[tupl
         raise ConfigError(f"baselines: {len(queue)} baseline trials ({', '.join(label for label, _ in queue)}) do "
                           f"not fit in the budget of n_trials={cfg.n_trials}")
     return queue
+
+
+# Optuna's study_name column: VARCHAR(512), counted in characters by PostgreSQL and MySQL
+MAX_STUDY_NAME = 512
+
+
+def check_study_name(name: str) -> None:
+    """Refuse, before anything is written, a study name that no storage can hold or no one could type."""
+    if not name.strip():
+        raise ConfigError(f"study name {name!r} is empty; give one with --name NAME or `name:` in the config")
+    if len(name) > MAX_STUDY_NAME:
+        raise ConfigError(f"study name is {len(name)} characters long, longer than a storage holds (at most "
+                          f"{MAX_STUDY_NAME}); give a shorter one with --name NAME or `name:` in the config")
+    bad = re.search(r"[\x00-\x1f\x7f]", name)
+    if bad:
+        raise ConfigError(f"study name {name!r} holds the control character {bad.group()!r}; give a name of "
+                          f"printable characters with --name NAME or `name:` in the config")
 
 
 def _refuse_existing(rdb, name: str, url: str) -> None:
@@ -316,10 +348,27 @@ def list_studies(*, storage: str | None = None) -> list[dict[str, Any]]:
 
 
 def delete_study(name: str, *, storage: str | None = None) -> None:
+    """Delete study ``name`` and its trials; refused while a worker runs it (:mod:`xaiopt.study.presence`).
+
+    Returns only once the study is verifiably gone: Optuna's own delete ignores the integrity error
+    that a trial written at the same moment (by a tool that takes no lock) causes, and keeps the study.
+    """
     rdb = open_storage(storage, must_exist=True)
+    url = storage or rdb.url
     if name not in optuna.get_all_study_names(rdb):
-        raise StudyError(f"study {name!r} does not exist in {_where(storage or rdb.url)}")
-    optuna.delete_study(study_name=name, storage=rdb)
+        raise StudyError(f"study {name!r} does not exist in {_where(url)}")
+    study_id = rdb.get_study_id_from_name(name)
+    with deleting(url, name, study_id, rdb):
+        for attempt in range(3):
+            if not study_exists(rdb, study_id):
+                return
+            with contextlib.suppress(KeyError):  # gone since the check
+                rdb.delete_study(study_id)
+            if attempt < 2 and study_exists(rdb, study_id):
+                time.sleep(0.5 * (attempt + 1))
+        if study_exists(rdb, study_id):
+            raise StudyError(f"study {name!r} is not deleted: something that takes no worker lock (the optuna CLI, "
+                             f"optuna-dashboard, an older xaiopt) kept writing trials to it; stop it and try again")
 
 
 def _where(url: str) -> str:

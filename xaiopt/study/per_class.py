@@ -24,7 +24,7 @@ import torch
 from xaiopt.config import StudyConfig
 from xaiopt.errors import ConfigError
 from xaiopt.objective import get_benchmark
-from xaiopt.study.manage import LoadedStudy, _refuse_existing, create_study
+from xaiopt.study.manage import LoadedStudy, _refuse_existing, check_study_name, create_study
 from xaiopt.study.storage import default_storage_url, open_storage, sqlite_path
 
 PER_CLASS_ATTR = "xaiopt:per_class_of"
@@ -44,7 +44,8 @@ def create_per_class(cfg: StudyConfig, *, classes: Sequence[str] | None = None, 
     """Create one study per class (``classes``, default every class present); all or none are created."""
     if cfg.data.only_class is not None:
         raise ConfigError("--per-class: the config already sets data.only_class; drop one of the two")
-    base = name or cfg.name
+    base = cfg.name if name is None else name
+    check_study_name(base)
     present = present_classes(cfg)
     wanted = list(dict.fromkeys(classes)) if classes else present
     unknown = [c for c in wanted if c not in present]
@@ -53,6 +54,8 @@ def create_per_class(cfg: StudyConfig, *, classes: Sequence[str] | None = None, 
                           f"(valid: {', '.join(present)})")
     url = storage or cfg.storage or default_storage_url()
     names = [f"{base}.{c}" for c in wanted]
+    for n in names:  # all or none: a name too long for the storage is refused before the first is made
+        check_study_name(n)
     path = sqlite_path(url)
     if path is None or path.exists():
         rdb = open_storage(url)

@@ -51,7 +51,13 @@ CONFIG_SETTING = "runtime.storage_retry_seconds"
 FIRST_WAIT, LONGEST_WAIT = 0.5, 8.0
 
 
-class StorageUnavailable(StudyError):
+class StorageFault(StudyError):
+    """A storage that cannot serve the command: one line, with the exit code that says whether to retry."""
+
+    exit_code = 2
+
+
+class StorageUnavailable(StorageFault):
     """The database stayed unreachable for longer than the configured retry time."""
 
     exit_code = 75  # EX_TEMPFAIL: a supervisor may restart the worker later
@@ -267,13 +273,19 @@ ResilientStorage = type(
 )
 
 
-def outage_behind(err: BaseException) -> StorageUnavailable | None:
-    """The outage that ``err`` comes from, if any: a :class:`StorageUnavailable` somewhere in its chain (an
-    error Optuna raised while it handled the outage), or a connection error that no retry wrapped."""
+def outage_behind(err: BaseException) -> StorageFault | None:
+    """The storage fault that ``err`` comes from, if any: a :class:`StorageFault` somewhere in its chain
+    (an outage, a damaged file: an error Optuna raised while it handled it), a damaged or read-only SQLite
+    file that no guard named, or a connection error that no retry wrapped."""
+    from xaiopt.study.damage import sqlite_fault
+
     chain = list(_chain(err))
-    gone = next((e for e in chain if isinstance(e, StorageUnavailable)), None)
+    gone = next((e for e in chain if isinstance(e, StorageFault)), None)
     if gone is not None:
         return gone
+    fault = sqlite_fault(err, None)
+    if fault is not None:
+        return fault
     cause = next((e for e in chain if _unreachable(e)), None)
     return None if cause is None else StorageUnavailable(f"storage: the database connection failed: "
                                                          f"{_first_line(cause)}")

@@ -20,6 +20,9 @@ budget. Three rules keep the study exact:
   found at start are orphans of a dead worker and are re-queued.
 * **Workers differ.** Each ``xaiopt worker`` salts its sampler seed with its host and pid, so
   workers started together do not propose the same points.
+* **Workers are known.** A worker holds its study while it runs (:mod:`xaiopt.study.presence`), so
+  ``study delete`` refuses, naming the workers; a study deleted anyway (by a tool that takes no
+  lock) stops each worker with one line, exit 2, as a worker started after the deletion would.
 
 Example::
 
@@ -45,14 +48,15 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from xaiopt.errors import ConfigError, TrialFailed
+from xaiopt.errors import ConfigError, TrialFailed, XaioptError
 from xaiopt.objective import Objective, resolve_device
 from xaiopt.objective.progress import ProgressHandler, TrialProgress, progress_to, step
 from xaiopt.study.holdout import check_split
 from xaiopt.study.manage import LoadedStudy, load_study
-from xaiopt.study.resilient import raise_if_gave_up
+from xaiopt.study.presence import WorkerPresence, worker_presence
+from xaiopt.study.resilient import outage_behind, raise_if_gave_up
 from xaiopt.study.samplers import make_sampler
-from xaiopt.study.storage import _redact, is_sqlite, sqlite_worker_lock
+from xaiopt.study.storage import _redact, is_sqlite
 
 log = logging.getLogger(__name__)
 
@@ -288,8 +292,10 @@ def _run_worker(name: str, *, storage: str | None, n_trials: int | None, until_d
     poll = poll_seconds if poll_seconds is not None else max(0.5, min(5.0, heartbeat / 2))
     worker_id = _worker_id()
     with ExitStack() as stack:
+        # a live worker holds its study: `study delete` refuses while it runs; deleted anyway, it stops in one line
+        presence = stack.enter_context(worker_presence(study, url))
+        stack.enter_context(_stop_if_deleted(presence))
         if is_sqlite(url):
-            stack.enter_context(sqlite_worker_lock(url))
             n = _requeue_orphans(study)
             if n:
                 log.warning("re-queued %d trial(s) left RUNNING by a worker that died", n)
@@ -320,6 +326,7 @@ def _run_worker(name: str, *, storage: str | None, n_trials: int | None, until_d
         t0 = time.monotonic()
         ran = 0
         while True:
+            presence.check()
             if timeout is not None and time.monotonic() - t0 >= timeout:
                 break
             if n_trials is not None and ran >= n_trials:
@@ -344,7 +351,7 @@ def _run_worker(name: str, *, storage: str | None, n_trials: int | None, until_d
                     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                     study.optimize(budgeted, n_trials=1, catch=(TrialFailed,), gc_after_trial=False)
             except KeyboardInterrupt:
-                if budgeted.current is not None:
+                if budgeted.current is not None and not presence.gone():
                     _requeue(study, budgeted.current)
                 raise
             except optuna.exceptions.UpdateFinishedTrialError:
@@ -353,10 +360,15 @@ def _run_worker(name: str, *, storage: str | None, n_trials: int | None, until_d
                 log.warning("trial was taken over as stale by another worker (heartbeats too late); "
                             "its retry will run")
                 continue
-            except Exception:
+            except Exception as err:
                 # an outage past runtime.storage_retry_seconds can surface as any error Optuna
                 # raises while it cleans up: the worker exits with the outage's one line
                 raise_if_gave_up(study._storage)
+                if _interrupted(err):
+                    # Ctrl-C or SIGTERM landed inside a storage call, which wrapped it in its own error
+                    if budgeted.current is not None and not presence.gone():
+                        _requeue(study, budgeted.current)
+                    raise KeyboardInterrupt from None
                 raise
             finally:
                 budgeted.current = None
@@ -364,5 +376,39 @@ def _run_worker(name: str, *, storage: str | None, n_trials: int | None, until_d
                 ran += 1
                 if line is not None and budgeted.last is not None:
                     _report(line, study, budgeted.last, time.perf_counter() - started, budget, n_trials, ran)
+        presence.raise_if_deleted()
         status = budget_status(study)
     return WorkerResult(loaded=loaded, ran=ran, status=status)
+
+
+def _interrupted(err: BaseException) -> bool:
+    """Whether a KeyboardInterrupt (Ctrl-C, SIGTERM) is behind ``err``: raised inside a database
+    driver's call, it comes back as the driver's or Optuna's own error."""
+    seen: set[int] = set()
+    e: BaseException | None = err
+    while e is not None and id(e) not in seen:
+        if isinstance(e, KeyboardInterrupt):
+            return True
+        seen.add(id(e))
+        e = e.__cause__ or e.__context__
+    return False
+
+
+@contextmanager
+def _stop_if_deleted(presence: WorkerPresence) -> Iterator[None]:
+    """Whatever a deleted study made fail (Optuna's "Record does not exist", a trial that cannot be
+    written), the worker stops with the one line of :class:`StudyDeleted`."""
+    try:
+        yield
+    except Exception as err:
+        if isinstance(err, XaioptError) or outage_behind(err) is not None:
+            raise
+        if _interrupted(err):
+            raise KeyboardInterrupt from None
+        try:
+            gone = presence.gone()
+        except Exception:  # noqa: BLE001 - cannot tell: the original error is the one to show
+            gone = False
+        if gone:
+            presence.raise_if_deleted()
+        raise
