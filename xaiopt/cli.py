@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+import os
 import shlex
+import signal
 import sys
-from typing import Sequence
+import threading
+from typing import Any, Sequence
 
 from xaiopt.errors import ConfigError, XaioptError
+from xaiopt.files import check_out_dir, check_out_file
 
 EXIT_USER_ERROR = 2
 
@@ -206,28 +211,47 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from xaiopt.objective.progress import step
     from xaiopt.study import create_study, optimize
 
+    _check_name_option(args)
+    if args.plot:  # before anything is written: a run must not end in a study and no figure
+        check_out_file(args.plot, flag="--plot", suffixes=_HTML)
     with _progress(args):
         cfg = load_config(args.config)
         if args.dry_run:
             return _dry_run(cfg, args, args.config)
-        name = args.name or cfg.name
+        name = cfg.name if args.name is None else args.name
         storage = args.storage
+        left = args.n_trials  # trials this run still owes
         try:
             created = create_study(cfg, name=name, storage=storage)
             step("preflight passed: %s checked against its model and data", args.config)
             storage = storage or created.storage_url
             print(f"created study {name!r} in {_redact(storage)}", file=sys.stderr)
             _print_evaluation(created, sys.stderr)
+            # the first trial measures the cost of the rest (it counts: the budget is the study's)
+            if _print_cost(name, storage, created.config.n_trials or args.n_trials, args.device) and left:
+                left -= 1
         except StudyExistsError as err:
             if not args.resume:
                 raise StudyExistsError(f"{err}; or continue it with `xaiopt run {args.config} --resume`") from None
-        loaded = optimize(name, storage=storage, n_trials=args.n_trials, device=args.device,
-                          progress=not args.no_progress)
+        if left == 0:
+            loaded = st_load(name, storage)
+        else:
+            loaded = optimize(name, storage=storage, n_trials=left, device=args.device,
+                              progress=not args.no_progress)
     _print_pareto(loaded, "table")
     if args.plot:
-        _plot(loaded, args.plot)
+        _plot(loaded, args.plot, flag="--plot")
     _publish(loaded)
     return 0
+
+
+_HTML = (".html", ".htm")
+
+
+def _check_name_option(args: argparse.Namespace) -> None:
+    if args.name is not None and not args.name.strip():
+        raise ConfigError(f"--name: a study name must not be empty or blank, got {args.name!r} (give a name, "
+                          f"or leave --name out to use the config's)")
 
 
 def _publish(loaded) -> None:
@@ -272,12 +296,29 @@ def _print_facts(attrs, n_trials, out) -> None:
         print(f"xaiopt: {cost}", file=sys.stderr)
 
 
+def _print_cost(name: str, storage: str, n_trials: int | None, device: str | None) -> bool:
+    """Run the study's first trial and print what it cost and what the budget will (True if it ran)."""
+    from xaiopt.study.estimate import describe_cost, measure_first_trial
+
+    cost = measure_first_trial(name, storage=storage, device=device)
+    line = describe_cost(cost, n_trials)
+    if line is not None:
+        print(f"xaiopt: {line}", file=sys.stderr)
+    return cost is not None
+
+
+def st_load(name: str, storage: str):
+    from xaiopt.study import load_study
+
+    return load_study(name, storage=storage)
+
+
 def _dry_run(cfg, args, config_path: str) -> int:
     """Check and measure as `study create` would, print it, write nothing."""
     from xaiopt.study.manage import plan_study
 
     plan = plan_study(cfg, name=args.name, storage=args.storage, n_trials=getattr(args, "n_trials", None),
-                      baselines=getattr(args, "baseline", ()))
+                      baselines=getattr(args, "baseline", ()), probe=True)
     print(f"dry run: {config_path} checked against its model and data; nothing was written "
           f"(metrics: {', '.join(m.name for m in plan.config.metrics)})", file=sys.stderr)
     _print_facts(plan.facts, plan.config.n_trials, sys.stderr)
@@ -300,14 +341,10 @@ def _print_pareto(loaded, fmt: str, *, metrics: list[str] | None = None, columns
     print(render(loaded, fmt, metrics=metrics, columns=columns))
 
 
-def _plot(loaded, out: str) -> None:
-    from pathlib import Path
-
-    from xaiopt.errors import ConfigError
+def _plot(loaded, out: str, *, flag: str = "--out") -> None:
     from xaiopt.report import write_pareto_html
 
-    if not Path(out).resolve().parent.is_dir():
-        raise ConfigError(f"--out: directory {Path(out).parent} does not exist")
+    check_out_file(out, flag=flag, suffixes=_HTML)
     path = write_pareto_html(loaded, out)
     print(f"wrote {path}", file=sys.stderr)
 
@@ -318,6 +355,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
     if args.action == "create":
         from xaiopt.config import load_config
 
+        _check_name_option(args)
         cfg = load_config(args.config)
         if args.dry_run:
             return _dry_run(cfg, args, args.config)
@@ -342,6 +380,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         print(f"created study {loaded.study.study_name!r} in {_redact(loaded.storage_url)} "
               f"(metrics: {', '.join(loaded.metric_names)}{budget}{extra})")
         _print_evaluation(loaded, sys.stdout)
+        _print_cost(loaded.study.study_name, loaded.storage_url, loaded.config.n_trials, None)
     elif args.action == "optimize":
         with _progress(args):
             loaded = st.optimize(args.name, storage=args.storage, n_trials=args.n_trials, device=args.device,
@@ -375,10 +414,12 @@ def _cmd_study(args: argparse.Namespace) -> int:
 
         if args.images < 0:
             raise ConfigError(f"--images must be >= 0, got {args.images}")
+        check_out_dir(args.out, flag="--out", holds="index.html")
         path = write_report(st.load_study(args.name, storage=args.storage), args.out, prefer=args.prefer,
                             images=args.images, device=args.device)
         print(f"wrote {path}", file=sys.stderr)
     elif args.action == "plot":
+        check_out_file(args.out, flag="--out", suffixes=_HTML)
         _plot(st.load_study(args.name, storage=args.storage), args.out)
     elif args.action == "export":
         _export(args)
@@ -402,6 +443,7 @@ def _export(args: argparse.Namespace) -> None:
     from xaiopt import study as st
     from xaiopt.study.export import export_composite
 
+    check_out_file(args.out, flag="--out")  # its suffix is export_composite's to judge
     loaded = st.load_study(args.name, storage=args.storage)
     number, why = args.trial, f"trial {args.trial}, as asked"
     if number is None:
@@ -472,7 +514,103 @@ def _scrub(text: str, args: argparse.Namespace) -> str:
     return scrub(text, getattr(args, "storage", None) or default_storage_url())
 
 
+class _HeldWhileStopping(logging.Filter):
+    """Once a stop is under way, what the stopping code logs (Optuna's report of the interrupted trial
+    with the traceback of the KeyboardInterrupt, the worker's re-queue) is held back from the terminal;
+    xaiopt's own messages are kept for the command's one line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stopping = False
+        self.said: list[str] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # the record of a trial that the interrupt failed carries it; the re-queue is logged while handling it
+        exc = record.exc_info[1] if record.exc_info else sys.exc_info()[1]
+        if isinstance(exc, KeyboardInterrupt):
+            self.stopping = True
+        if not self.stopping or record.levelno < logging.WARNING:
+            return True
+        if record.name.split(".")[0] == "xaiopt":
+            self.said.append(record.getMessage())
+        return False
+
+
+class _Stop:
+    """SIGINT (Ctrl-C) and SIGTERM (``kill``, ``docker stop``) stop a command alike: a KeyboardInterrupt
+    that puts the running trial back in the queue (xaiopt/study/worker.py), then one line and exit
+    128 + the signal's number (130, 143). Which signal it was is read from the wakeup file descriptor,
+    the one record of it that survives whichever Python handler raised the KeyboardInterrupt."""
+
+    def __init__(self) -> None:
+        self._pipe: tuple[int, int] | None = None
+        self._term: Any = None
+        self._held = _HeldWhileStopping()
+        self._handlers: list[logging.Handler] = []
+        if threading.current_thread() is not threading.main_thread():
+            return
+        r, w = os.pipe()
+        try:
+            os.set_blocking(r, False)
+            os.set_blocking(w, False)
+            if signal.set_wakeup_fd(w, warn_on_full_buffer=False) == -1:
+                self._pipe = (r, w)
+            else:  # an event loop that runs main() listens already: it stays theirs
+                signal.set_wakeup_fd(-1)
+        except (OSError, ValueError):
+            pass
+        if self._pipe is None:
+            os.close(r)
+            os.close(w)
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            self._term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    def hold_logs(self) -> None:
+        """Filter the handlers that write to this process's stderr (a log file keeps every record)."""
+        for logger in (logging.getLogger(), logging.getLogger("optuna")):
+            for h in logger.handlers:
+                if getattr(h, "stream", None) in (sys.stderr, sys.__stderr__) and h not in self._handlers:
+                    h.addFilter(self._held)
+                    self._handlers.append(h)
+
+    def _signal(self) -> int | None:
+        if self._pipe is None:
+            return None
+        got = b""
+        with contextlib.suppress(BlockingIOError):
+            while chunk := os.read(self._pipe[0], 512):
+                got += chunk
+        return next((n for n in got if n in (signal.SIGINT, signal.SIGTERM)), None)
+
+    def interrupted(self) -> int:
+        signum = self._signal()
+        how = f" by {signal.Signals(signum).name}" if signum is not None else ""
+        held = "; ".join(dict.fromkeys(self._held.said))
+        print(f"xaiopt: interrupted{how}" + (f" ({one_line(held)})" if held else ""), file=sys.stderr)
+        return 128 + (signal.SIGINT if signum is None else signum)
+
+    def close(self) -> None:
+        for h in self._handlers:
+            h.removeFilter(self._held)
+        if self._term is not None:
+            signal.signal(signal.SIGTERM, self._term)
+        if self._pipe is not None:
+            signal.set_wakeup_fd(-1)
+            for fd in self._pipe:
+                os.close(fd)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    stop = _Stop()
+    try:
+        return _main(argv, stop)
+    except KeyboardInterrupt:  # a signal is an expected end of any command: one line, no traceback
+        return stop.interrupted()
+    finally:
+        stop.close()
+
+
+def _main(argv: Sequence[str] | None, stop: _Stop) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exit_:  # --help, or a usage mistake already printed as one line
@@ -482,6 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.INFO if args.verbose else optuna.logging.WARNING)
+    stop.hold_logs()
     try:
         threads = getattr(args, "threads", None)
         if threads is not None:
@@ -504,9 +643,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"xaiopt: error: {one_line(_scrub(str(err), args))}", file=sys.stderr)
         # a user's mistake is 2; an outage outlasting the retry time says so with its own code
         return getattr(err, "exit_code", EXIT_USER_ERROR)
-    except KeyboardInterrupt:
-        print("xaiopt: interrupted", file=sys.stderr)
-        return 130
     except Exception as err:
         # an outage that surfaced through a library's own error handling is still one line, not a traceback
         from xaiopt.study.resilient import outage_behind

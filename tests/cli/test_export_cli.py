@@ -100,14 +100,14 @@ def test_export_errors_exit_2_and_write_nothing(storage, tmp_path, capsys, monke
 
 
 def test_a_study_name_that_is_code_stays_text_in_the_exported_module(tmp_path, capsys):
-    """A study name (shared on PostgreSQL, anyone may choose it) holding a docstring's end, quotes,
-    a backslash and a control character: importing the export runs none of it, and ``__doc__``
+    """A study name (shared on PostgreSQL, anyone may choose it) holding a docstring's end, quotes
+    and a backslash (control characters are refused at create): importing the export runs none of it, and ``__doc__``
     reads the name back; the command xaiopt suggests for it is quoted for the shell."""
     import importlib.util
     import shlex
 
     marker = tmp_path / "ran"
-    name = f'x"""; import pathlib; pathlib.Path({str(marker)!r}).write_text("1"); """ \\ \x0c end'
+    name = f'x"""; import pathlib; pathlib.Path({str(marker)!r}).write_text("1"); """ \\ end'
     cfg = {**CFG, "name": name, "data": {"n_samples": 2}, "metrics": ["sparseness"], "baselines": []}
     url = f"sqlite:///{tmp_path / 'n.db'}"
     create_study(parse_config(cfg), storage=url)

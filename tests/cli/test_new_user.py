@@ -93,7 +93,7 @@ def test_own_model_and_photos_from_the_project_folder(user):
         assert len(choice) == 1, out
         assert "relevance_rank_accuracy, relevance_mass_accuracy" in choice[0]
         assert "photos_masks/" in choice[0] and "docs/datasets.md" in choice[0]
-        cost = [line for line in lines if line.startswith("xaiopt: one trial measured on cpu: ")]
+        cost = [line for line in lines if line.startswith("xaiopt: one trial (")]
         assert len(cost) == 1, out
         for part in ("attribution", "sparseness", "region_perturbation", "avg_sensitivity", "random_logit"):
             assert f"{part} " in cost[0]

@@ -113,10 +113,15 @@ def load_config(path: str | Path) -> StudyConfig:
         cfg.space.rules   # ['epsilon', 'gamma', ...]
     """
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory (give the path of a study YAML file, e.g. studies/quickstart.yaml)")
     if not p.is_file():
-        raise ConfigError(f"{p}: no such file (give the path of a study YAML file, e.g. studies/quickstart.yaml)")
+        what = "not a regular file" if p.exists() else "no such file"
+        raise ConfigError(f"{p}: {what} (give the path of a study YAML file, e.g. studies/quickstart.yaml)")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except OSError as err:  # unreadable (permissions), or gone since the check
+        raise ConfigError(f"{p}: cannot be read: {err.strerror or err}") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import re
+import typing
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Tag, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationInfo, field_validator, model_validator
 
 from xaiopt.config.rule_names import BUILTIN_PARAMS, first_layer_rules, group_rules, plugin_params, rule_param
 
@@ -23,8 +24,44 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 _GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
+def _admits(annotation: Any, kind: type) -> bool:
+    """Whether a field's type takes values of ``kind`` anywhere in it (a union member, a list's item)."""
+    if annotation is kind or annotation is Any:
+        return True
+    if typing.get_origin(annotation) is Literal:
+        return any(isinstance(a, kind) for a in typing.get_args(annotation))
+    return any(_admits(a, kind) for a in typing.get_args(annotation))
+
+
+def _bool_for_number(value: Any, annotation: Any) -> bool:
+    """True where YAML's true/false stands for a number: Python's bool is an int, so pydantic would
+    take ``n_trials: true`` as 1 trial and ``gamma: [false]`` as 0.0."""
+    if isinstance(value, list):
+        return any(_bool_for_number(v, annotation) for v in value)
+    return (isinstance(value, bool) and not _admits(annotation, bool)
+            and (_admits(annotation, int) or _admits(annotation, float)))
+
+
+def _first_bool(value: Any) -> Any:
+    if isinstance(value, list):
+        return next((b for b in map(_first_bool, value) if isinstance(b, bool)), value)
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_number(cls, v: Any, info: ValidationInfo) -> Any:
+        annotation = cls.model_fields[info.field_name].annotation if info.field_name else None
+        if _bool_for_number(v, annotation):
+            what = "an integer" if not _admits(annotation, float) else "a number"
+            if _admits(annotation, str):
+                what += " or a name"
+            where = f" in {v!r}" if isinstance(v, list) else ""
+            raise ValueError(f"expected {what}, got {_first_bool(v)!r}{where} (true/false is not a number)")
+        return v
 
 
 def held_out_of(holdout: int | float | None, n: int) -> int:
@@ -640,7 +677,7 @@ class StudyConfig(_Strict):
     @classmethod
     def _study_name(cls, v: str) -> str:
         if not v.strip():
-            raise ValueError("study name must not be empty")
+            raise ValueError(f"a study name must not be empty or blank, got {v!r} (give one, e.g. name: my-study)")
         return v
 
     @field_validator("metrics")

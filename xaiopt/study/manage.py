@@ -170,9 +170,10 @@ class StudyPlan:
 
 
 def plan_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None = None,
-               n_trials: int | None = None, baselines: Sequence[str] = ()) -> StudyPlan:
-    """Everything :func:`create_study` checks and measures before it writes: refuses an existing
-    study, settles the metrics against the data, runs the preflight and the cost probe. Writes nothing."""
+               n_trials: int | None = None, baselines: Sequence[str] = (), probe: bool = False) -> StudyPlan:
+    """Everything :func:`create_study` checks before it writes: refuses an existing study, settles
+    the metrics against the data, runs the preflight; with ``probe`` (``--dry-run``) also measures one
+    trial's cost on a setting of the space (:func:`xaiopt.study.estimate.probe_cost`). Writes nothing."""
     name = cfg.name if name is None else name
     check_study_name(name)
     url = storage or cfg.storage or default_storage_url()
@@ -196,15 +197,16 @@ def plan_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None
     cfg, metric_note = settle_metrics(cfg)
     facts = preflight(cfg)
     facts[METRIC_CHOICE_ATTR] = metric_note
-    facts[COST_ATTR] = probe_cost(cfg)
+    facts[COST_ATTR] = probe_cost(cfg) if probe else None
     return StudyPlan(config=cfg, facts=facts, storage_url=url, existed=existed)
 
 
 def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None = None,
                  artifact_dir: str | os.PathLike[str] | None = None, n_trials: int | None = None,
                  baselines: Sequence[str] = ()) -> LoadedStudy:
-    """Validate ``cfg`` against the model and data, measure one trial's cost, then create the study
-    in ``storage`` (:func:`plan_study`, then the writes).
+    """Validate ``cfg`` against the model and data, then create the study in ``storage``
+    (:func:`plan_study`, then the writes). ``xaiopt study create`` then runs the first trial to
+    measure the cost (:func:`xaiopt.study.estimate.measure_first_trial`).
 
     ``n_trials`` sets (overrides) the study's total trial budget, shared by all its workers.
     ``baselines`` (added to the config's ``baselines``) are named explainers enqueued here, once,

@@ -249,7 +249,11 @@ def sqlite_lock(url: str, *, kind: str, holder: str, refuse: Callable[[Path, str
         return
     deadline = time.monotonic() + wait
     while True:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # a missing, read-only or not-a-directory folder: one line, nothing made
+            raise StudyError(f"storage: cannot write {lock}: {err.strerror or err} (SQLite needs its file's "
+                             f"directory writable)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:

@@ -39,7 +39,7 @@ import sys
 import time
 import warnings
 import zlib
-from contextlib import ExitStack, contextmanager, nullcontext
+from contextlib import ExitStack, contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from typing import Iterator, Sequence
 
@@ -301,11 +301,9 @@ def _run_worker(name: str, *, storage: str | None, n_trials: int | None, until_d
                 log.warning("re-queued %d trial(s) left RUNNING by a worker that died", n)
         dev = resolve_device(device or cfg.device)
         art_dir = loaded.artifact_dir
-        try:
+        # unwritable, the trials go on without heatmaps: the objective warns once, each trial records why
+        with suppress(OSError):
             art_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as err:  # the trials go on; each one records why it has no heatmap
-            log.warning("artifact directory %s cannot be created (%s): trials run without heatmap artifacts",
-                        art_dir, err.strerror or err)
         objective = Objective(cfg, device=dev, artifact_store=FileSystemArtifactStore(str(art_dir)))
         # the samples searched here must be the ones the study was created with (data.holdout)
         check_split(loaded, objective.bench)
