@@ -122,14 +122,20 @@ def attention_calls(model: nn.Module, example_input: Tensor) -> int:
     """How many attentions (a softmax, ``scaled_dot_product_attention`` or ``multi_head_attention_forward``
     on the input's path) one forward of ``model`` runs: a transformer runs at least one. Measured by
     running, with the parameters frozen for the pass."""
-    frozen = [p for p in model.parameters() if p.requires_grad]
     probe = _AttentionProbe()
+    run_frozen(model, example_input, probe)
+    return probe.calls
+
+
+def run_frozen(model: nn.Module, example_input: Tensor, mode: TorchFunctionMode) -> None:
+    """One forward of ``model`` on ``example_input[:1]`` under ``mode``, with gradients on and the
+    parameters frozen for the pass (so what requires a gradient is what depends on the input)."""
+    frozen = [p for p in model.parameters() if p.requires_grad]
     try:
         for p in frozen:
             p.requires_grad_(False)
-        with torch.enable_grad(), probe:
+        with torch.enable_grad(), mode:
             model(example_input[:1].detach().clone().requires_grad_(True))
     finally:
         for p in frozen:
             p.requires_grad_(True)
-    return probe.calls

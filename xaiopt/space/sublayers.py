@@ -21,7 +21,6 @@ carries no part.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
@@ -133,15 +132,9 @@ def sublayer_kinds(model: nn.Module, example_input: Tensor, layers: list[str]) -
             handles.append(module.register_forward_pre_hook(before(name)))
         # every weighted layer's output starts afresh (a convolution after an activation is not one)
         handles.append(module.register_forward_hook(after(name)))
-    frozen = [p for p in model.parameters() if p.requires_grad]
     try:
-        for p in frozen:
-            p.requires_grad_(False)
-        with torch.enable_grad(), probe:
-            model(example_input[:1].detach().clone().requires_grad_(True))
+        ops.run_frozen(model, example_input, probe)
     finally:
-        for p in frozen:
-            p.requires_grad_(True)
         for h in handles:
             h.remove()
     order = ("qkv", "fc1", "proj", "fc2")
