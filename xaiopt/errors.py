@@ -28,4 +28,5 @@ class StudyExistsError(StudyError):
 
 
 class TrialFailed(Exception):
-    """A trial cannot produce a valid metric vector (NaN/inf); it fails, the study goes on."""
+    """A trial cannot produce a valid metric vector (NaN/inf, or the model, explainer or a metric raised);
+    it fails with its reason, the study goes on."""

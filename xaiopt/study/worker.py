@@ -225,7 +225,7 @@ def _report(line: TrialProgress, study: optuna.Study, trial_id: int, seconds: fl
     if "duplicate_of" in trial.user_attrs:
         note = f"same settings as trial {trial.user_attrs['duplicate_of']}, values copied"
     elif trial.state == TrialState.FAIL and trial.user_attrs.get("fail_reason"):
-        note = str(trial.user_attrs["fail_reason"])[:100]
+        note = str(trial.user_attrs["fail_reason"])[:160]
     elif trial.state == TrialState.PRUNED and trial.user_attrs.get("pruned"):  # multi-fidelity's reason
         # the dominating trial; the margins are in the user attr
         note = str(trial.user_attrs["pruned"]).split(" by more than ")[0][:100]
