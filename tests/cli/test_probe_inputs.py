@@ -228,6 +228,7 @@ def test_a_config_path_that_is_a_directory_says_so(tmp_path, capsys, monkeypatch
 # --- 7. SIGINT and SIGTERM -------------------------------------------------------------------------
 
 SLOW_METRIC = '''
+import pathlib
 import time
 
 from xaiopt.metrics import register_metric
@@ -235,8 +236,10 @@ from xaiopt.metrics import register_metric
 
 @register_metric("probe_slow", category="complexity", direction="maximize", needs_masks=False, passes="none")
 def probe_slow(ctx, **_):
-    """A metric that takes a while, so that a signal finds a trial running."""
+    """A metric that takes a while, so that a signal finds a trial running; it says when it sleeps."""
+    pathlib.Path("sleeping").write_text("1")
     time.sleep(1.5)
+    pathlib.Path("sleeping").unlink(missing_ok=True)
     return ctx.attributions.flatten(1).abs().sum(1).double()
 '''
 
@@ -279,11 +282,11 @@ def test_a_signal_stops_a_command_in_one_line_and_requeues_the_trial(tmp_path, c
         proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, cwd=tmp_path)
         try:
             deadline = time.monotonic() + 240
-            while not _running(db):
+            # the signal lands inside the metric's sleep, whatever the machine's load
+            while not (_running(db) and (tmp_path / "sleeping").exists()):
                 assert proc.poll() is None, err_file.read_text()
                 assert time.monotonic() < deadline, err_file.read_text()
-                time.sleep(0.1)
-            time.sleep(0.3)  # inside the metric's sleep
+                time.sleep(0.05)
             before = said(err_file.read_text())
             proc.send_signal(signum)
             code = proc.wait(timeout=60)

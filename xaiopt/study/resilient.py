@@ -92,6 +92,11 @@ def _first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
+# when this process last saw the database come back, on any of its storages: a worker that waited out
+# an outage while it opened the study (its first storage) must stay quiet on the one it runs trials on
+_LAST_RECOVERY: list[float] = []
+
+
 class _Outage:
     """Shared by every thread of the process (the trial and its heartbeat thread): one pair of lines per outage."""
 
@@ -122,6 +127,7 @@ class _Outage:
                 self.say(f"xaiopt: the database is reachable again after {time.monotonic() - self.since:.1f} s")
                 self.since = None
                 self.recovered_at = time.monotonic()
+                _LAST_RECOVERY[:] = [self.recovered_at]
 
     def pause(self, seconds: float) -> None:
         end = time.monotonic() + seconds
@@ -249,8 +255,8 @@ class _ResilientBase:
         window = grace + interval + 1.5 * LONGEST_WAIT + 1.0
 
         def quiet() -> bool:
-            recovered = self._outage.recovered_at
-            return recovered is not None and time.monotonic() - recovered < window
+            seen = [t for t in (self._outage.recovered_at, *_LAST_RECOVERY) if t is not None]
+            return bool(seen) and time.monotonic() - max(seen) < window
 
         if quiet():
             return []
