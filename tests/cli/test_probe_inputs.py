@@ -279,7 +279,10 @@ def test_a_signal_stops_a_command_in_one_line_and_requeues_the_trial(tmp_path, c
             cli("study", "optimize", "probe", "--storage", url)
     err_file = tmp_path / "err.txt"
     with err_file.open("w") as err:
-        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, cwd=tmp_path)
+        # a suite started in the background by a non-interactive shell inherits SIGINT ignored, and so
+        # would the command (as Python leaves an ignored SIGINT ignored): give it the default back
+        proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=err, cwd=tmp_path,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         try:
             deadline = time.monotonic() + 240
             # the signal lands inside the metric's sleep, whatever the machine's load

@@ -63,6 +63,17 @@ class FakeDatabase:
         return [3]
 
 
+@pytest.fixture(autouse=True)
+def no_recovery_seen():
+    """The process-wide record of the last recovery (xaiopt/study/resilient.py) starts empty in every
+    test: each fakes its own clock and database."""
+    from xaiopt.study import resilient
+
+    resilient._LAST_RECOVERY.clear()
+    yield
+    resilient._LAST_RECOVERY.clear()
+
+
 @pytest.fixture
 def clock(monkeypatch):
     """Time passes only when the storage sleeps."""
