@@ -209,7 +209,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from xaiopt.config import load_config
     from xaiopt.errors import StudyExistsError
     from xaiopt.objective.progress import step
-    from xaiopt.study import create_study, optimize
+    from xaiopt.study import create_study, load_study, optimize
 
     _check_name_option(args)
     if args.plot:  # before anything is written: a run must not end in a study and no figure
@@ -234,7 +234,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if not args.resume:
                 raise StudyExistsError(f"{err}; or continue it with `xaiopt run {args.config} --resume`") from None
         if left == 0:
-            loaded = st_load(name, storage)
+            loaded = load_study(name, storage=storage)
         else:
             loaded = optimize(name, storage=storage, n_trials=left, device=args.device,
                               progress=not args.no_progress)
@@ -305,12 +305,6 @@ def _print_cost(name: str, storage: str, n_trials: int | None, device: str | Non
     if line is not None:
         print(f"xaiopt: {line}", file=sys.stderr)
     return cost is not None
-
-
-def st_load(name: str, storage: str):
-    from xaiopt.study import load_study
-
-    return load_study(name, storage=storage)
 
 
 def _dry_run(cfg, args, config_path: str) -> int:

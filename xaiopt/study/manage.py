@@ -166,7 +166,6 @@ class StudyPlan:
     config: StudyConfig
     facts: dict[str, Any]
     storage_url: str
-    existed: bool
 
 
 def plan_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None = None,
@@ -198,7 +197,7 @@ def plan_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None
     facts = preflight(cfg)
     facts[METRIC_CHOICE_ATTR] = metric_note
     facts[COST_ATTR] = probe_cost(cfg) if probe else None
-    return StudyPlan(config=cfg, facts=facts, storage_url=url, existed=existed)
+    return StudyPlan(config=cfg, facts=facts, storage_url=url)
 
 
 def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None = None,
