@@ -31,7 +31,7 @@ from xaiopt.config import config_to_dict, parse_config
 from xaiopt.objective import get_benchmark
 from xaiopt.objective.benchmark import _CACHE as benchmark_cache
 from xaiopt.space import SearchSpace
-from xaiopt.study.baselines import BASELINE_ATTR
+from xaiopt.objective.attrs import BASELINE as BASELINE_ATTR
 from xaiopt.study.manage import GROUPS_ATTR
 from xaiopt.zoo.classes import imagenet_wnids
 

@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--device", help="where the gallery's attributions are computed (default: the config's)")
     _storage(rp)
     _threads(rp)
+    _no_progress(rp)
     pl = ss.add_parser("plot", help="write an interactive plotly Pareto figure")
     pl.add_argument("name")
     pl.add_argument("--out", required=True, metavar="FILE.html")
@@ -409,8 +410,9 @@ def _cmd_study(args: argparse.Namespace) -> int:
         if args.images < 0:
             raise ConfigError(f"--images must be >= 0, got {args.images}")
         check_out_dir(args.out, flag="--out", holds="index.html")
-        path = write_report(st.load_study(args.name, storage=args.storage), args.out, prefer=args.prefer,
-                            images=args.images, device=args.device)
+        with _progress(args):
+            path = write_report(st.load_study(args.name, storage=args.storage), args.out, prefer=args.prefer,
+                                images=args.images, device=args.device)
         print(f"wrote {path}", file=sys.stderr)
     elif args.action == "plot":
         check_out_file(args.out, flag="--out", suffixes=_HTML)

@@ -34,7 +34,6 @@ from optuna.trial import TrialState
 
 from xaiopt.analysis.scoring import Scorer
 from xaiopt.errors import ConfigError
-from xaiopt.metrics import get_metric
 from xaiopt.objective.attrs import distinct_settings
 from xaiopt.study.manage import LoadedStudy
 
@@ -186,7 +185,7 @@ def hypervolume_history(loaded: LoadedStudy, *, margin: float = MARGIN) -> Hyper
         return empty
     values = np.array([t.values for t in settings], dtype=np.float64)
     scorer = Scorer.fit(values, metrics=metrics, directions=directions,
-                        categories=[get_metric(m).category for m in metrics], weights={}, robust=False)
+                        categories=loaded.metric_categories, weights={}, robust=False)
     keep = ~scorer.constant_mask
     used = [m for m, k in zip(metrics, keep) if k]
     left_out = [m for m, k in zip(metrics, keep) if not k]

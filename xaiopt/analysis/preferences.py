@@ -12,7 +12,7 @@ import math
 from typing import Mapping, Sequence, Union
 
 from xaiopt.errors import ConfigError
-from xaiopt.metrics.registry import CATEGORIES
+from xaiopt.metrics.categories import CATEGORIES
 
 Prefer = Union[None, str, Mapping[str, float], Sequence[str]]
 

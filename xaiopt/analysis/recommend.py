@@ -31,9 +31,8 @@ from xaiopt.analysis.front import ideal_distance, pareto_mask
 from xaiopt.analysis.preferences import Prefer, category_weights
 from xaiopt.analysis.scoring import Scorer, competition_ranks
 from xaiopt.errors import ConfigError, StudyError
-from xaiopt.metrics import get_metric
+from xaiopt.objective.attrs import BASELINE as BASELINE_ATTR
 from xaiopt.objective.attrs import distinct_settings, explainer_text
-from xaiopt.study.baselines import BASELINE_ATTR
 from xaiopt.study.manage import LoadedStudy, load_study
 from xaiopt.study.per_sample import per_sample_scores
 
@@ -130,7 +129,7 @@ def _scoring(loaded: LoadedStudy, prefer: Prefer):
     """The study's distinct complete settings, their values and the Scorer fitted on them."""
     metrics = loaded.metric_names
     directions = [d.name.lower() for d in loaded.study.directions]
-    categories = [get_metric(m).category for m in metrics]
+    categories = loaded.metric_categories
     complete = [t for t in loaded.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.values is not None]
     if not complete:

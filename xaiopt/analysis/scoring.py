@@ -19,7 +19,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from xaiopt.metrics.registry import CATEGORIES
+from xaiopt.metrics.categories import CATEGORIES
 
 # float32 scores carry about 7 significant digits: a study range below this share of the
 # metric's magnitude is rounding noise (a canonized and a plain twin computing the same function)

@@ -1,6 +1,6 @@
 """Which rule each module gets: the same assignment as the spec's zennit composite.
 
-``xaiopt.space.spec._SpecComposite`` maps, in this order: the spec's rule by module name (grouped
+``xaiopt.space.composite.SpecComposite`` maps, in this order: the spec's rule by module name (grouped
 layers, the first layer's rule), ``Pass`` for activations and batch norms, ``Norm`` for
 ``zennit.layer.Sum`` and average pooling, ``Epsilon(1e-6)`` for other Conv/Linear layers, nothing
 for the rest (their plain gradient carries the relevance: max pooling, concatenation, reshapes,

@@ -9,11 +9,25 @@ Example::
     scores = info(ctx, **params)          # (N,) tensor, higher is better: info.direction_for(params)
 """
 
-from . import complexity, faithfulness, localization, randomization, robustness  # noqa: F401  (register)
-from .context import MetricContext
-from .faithfulness import pixel_flipping_curve, region_perturbation_curve
-from .randomization import mprt_layer_scores
-from .registry import MetricInfo, Param, get_metric, metric_names, register_metric
+from typing import TYPE_CHECKING
+
+from xaiopt.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from xaiopt.metrics.context import MetricContext
+    from xaiopt.metrics.faithfulness import pixel_flipping_curve, region_perturbation_curve
+    from xaiopt.metrics.randomization import mprt_layer_scores
+    from xaiopt.metrics.registry import MetricInfo, Param, get_metric, metric_names, register_metric
+
+# the names load their module on first use (:mod:`xaiopt.lazy`); the built-in metrics register on
+# the registry's first look-up, so `xaiopt.metrics.categories` and `.packing` come without torch
+_MODULES = {
+    "xaiopt.metrics.context": ("MetricContext",),
+    "xaiopt.metrics.faithfulness": ("pixel_flipping_curve", "region_perturbation_curve"),
+    "xaiopt.metrics.randomization": ("mprt_layer_scores",),
+    "xaiopt.metrics.registry": ("MetricInfo", "Param", "get_metric", "metric_names", "register_metric"),
+}
+__getattr__, __dir__ = lazy_exports(__name__, {n: m for m, names in _MODULES.items() for n in names})
 
 __all__ = [
     "MetricContext",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Union
 
@@ -10,10 +11,22 @@ from torch import Tensor
 
 from xaiopt.errors import ConfigError, UnknownNameError
 
+from .categories import CATEGORIES, DIRECTIONS
 from .context import MetricContext
 
-CATEGORIES = ("complexity", "faithfulness", "localization", "robustness", "randomization", "axiomatic")
-DIRECTIONS = ("maximize", "minimize")
+# the modules whose decorators register the built-in metrics; loaded on the first look-up or
+# registration, so that importing the package (e.g. for its categories) costs nothing
+_BUILTIN_MODULES = ("complexity", "faithfulness", "localization", "randomization", "robustness")
+_builtins_loaded = False
+
+
+def _load_builtins() -> None:
+    global _builtins_loaded
+    if _builtins_loaded:
+        return
+    _builtins_loaded = True
+    for module in _BUILTIN_MODULES:
+        importlib.import_module(f"{__package__}.{module}")
 
 _TYPE_NAMES = {bool: "a bool", int: "an int", float: "a number", str: "a string"}
 
@@ -157,6 +170,7 @@ def register_metric(
         raise ValueError(f"direction {direction!r} not in {DIRECTIONS}")
 
     def wrap(func: Callable[..., Tensor]) -> MetricInfo:
+        _load_builtins()  # a plugin's name is checked against the built-ins
         if name in _REGISTRY:
             raise ValueError(f"metric {name!r} registered twice")
         params = {k: v if isinstance(v, Param) else Param(v) for k, v in default_params.items()}
@@ -179,6 +193,7 @@ def register_metric(
 
 def metric_names() -> list[str]:
     """The registered fast metrics (``quantus:<ClassName>`` names come on top)."""
+    _load_builtins()
     return sorted(_REGISTRY)
 
 
@@ -188,6 +203,7 @@ def get_metric(name: str) -> MetricInfo:
         from .quantus_adapter import quantus_metric
 
         return quantus_metric(name.split(":", 1)[1])
+    _load_builtins()
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):

@@ -34,6 +34,7 @@ from xaiopt.config import config_to_dict
 from xaiopt.errors import ConfigError
 from xaiopt.files import write_atomic
 from xaiopt.objective.attrs import PRUNED
+from xaiopt.objective.progress import step
 from xaiopt.report.canonization import better, canonization_figure, canonization_pairs, pair_title
 from xaiopt.report.gallery import Gallery, heatmap_gallery
 from xaiopt.report.importance import importance_figure, param_importances
@@ -322,7 +323,11 @@ def write_report(loaded: LoadedStudy, out_dir: str | Path, *, prefer: Sequence[s
     if images < 0:
         raise ConfigError(f"--images must be >= 0, got {images}")
     out = _out_dir(out_dir)
+    n_trials = len(loaded.study.get_trials(deepcopy=False))
+    step("report of study %r (%d trials): the recommendation (paired bootstrap over the samples)",
+         loaded.study.study_name, n_trials)
     rec = recommend(loaded, prefer=prefer or None)
+    step("figures: Pareto front, profile, hypervolume over %d distinct settings", rec.settings)
     name = loaded.study.study_name
     sections = [_section(
         "recommendation", "1. Recommendation",
@@ -352,6 +357,7 @@ def write_report(loaded: LoadedStudy, out_dir: str | Path, *, prefer: Sequence[s
     sections.append(_section("hypervolume", "4. Hypervolume over trials", hv_how,
                              _empty_or_figure(hv_fig, "hypervolume")))
 
+    step("parameter importance per metric (fANOVA over the complete trials)")
     importances = param_importances(loaded)
     imp_fig = importance_figure(loaded, importances=importances)
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in importances.notes)
@@ -371,6 +377,7 @@ def write_report(loaded: LoadedStudy, out_dir: str | Path, *, prefer: Sequence[s
         _empty_or_figure(canon_fig, "canonization") + _canonization_table(loaded)))
 
     if images > 0:
+        step("heatmaps of %d images: loads the model and recomputes its attributions", images)
         gallery = heatmap_gallery(loaded, rec, images, device=device)
         sections.append(_section(
             "gallery", "7. Heatmaps on the same images",
@@ -390,6 +397,7 @@ def write_report(loaded: LoadedStudy, out_dir: str | Path, *, prefer: Sequence[s
     if dashboard:
         from xaiopt.report.dashboard import publish
 
+        step("the recommendation as the study's optuna-dashboard note, with its figure")
         try:
             publish(loaded, rec=rec)
             published = " The recommendation is also the study's note in optuna-dashboard."

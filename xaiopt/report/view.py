@@ -21,7 +21,6 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from xaiopt.analysis import Recommendation, Scorer, category_weights
-from xaiopt.metrics import get_metric
 from xaiopt.objective.attrs import baseline, distinct_settings, explainer_text
 from xaiopt.study.manage import LoadedStudy
 from xaiopt.study.pareto import front_trials
@@ -107,7 +106,7 @@ def study_view(loaded: LoadedStudy, rec: Recommendation | None = None,
     values = np.array([t.values for t in settings], dtype=np.float64).reshape(len(settings), len(names))
     on_front = {t.number for t in front_trials(loaded, metrics)}
     front = np.array([t.number in on_front for t in settings], dtype=bool)
-    categories = [get_metric(m).category for m in names]
+    categories = loaded.metric_categories
     weights = dict(rec.weights) if rec is not None else category_weights(None, present=list(dict.fromkeys(categories)))
     if len(settings):
         scorer = Scorer.fit(values, metrics=names, directions=directions, categories=categories, weights=weights)

@@ -9,7 +9,7 @@ loading), plus what it came from (study, trial, model, metric values, xaiopt ver
 
 Which module gets which rule is said once, by :func:`name_rules`: the Python export writes it as
 its ``NAME_MAP``, :func:`load_composite` builds its hooks from it through the rule registry. The
-layers no name reaches get the worker's defaults (:class:`~xaiopt.space.spec._SpecComposite`):
+layers no name reaches get the worker's defaults (:class:`~xaiopt.space.composite.SpecComposite`):
 Pass on activations and batch norms, Norm on sums and average pools, epsilon on conv/linear.
 
 Example::
@@ -30,18 +30,17 @@ import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import torch
-from torch import nn
-from zennit.core import Composite
-from zennit.rules import Epsilon
+from typing import TYPE_CHECKING, Any
 
 from xaiopt.config.schema import ATTENTION_RULES
 from xaiopt.errors import ConfigError, UnknownNameError
-from xaiopt.space.groups import LayerGroups, is_weighted
+from xaiopt.space.groups import LayerGroups
 from xaiopt.space.rules import RuleDef, get_rule, rule_names
-from xaiopt.space.spec import UNGROUPED_EPSILON, ExplainerSpec, GroupRule, _SpecComposite
+from xaiopt.space.spec import UNGROUPED_EPSILON, ExplainerSpec, GroupRule
+
+if TYPE_CHECKING:  # only the composite needs torch and zennit; writing a document does not
+    from torch import nn
+    from zennit.core import Composite
 
 FORMAT = "xaiopt.composite"
 VERSION = 1
@@ -154,6 +153,10 @@ class ExportedComposite:
 
     def composite(self) -> Composite:
         """A fresh zennit composite of this document (canonizing while registered, if the spec says so)."""
+        import torch
+
+        from xaiopt.space.composite import ExportedComposite as Registered
+
         low = torch.tensor(self.low, dtype=torch.float64).view(1, -1, 1, 1)
         high = torch.tensor(self.high, dtype=torch.float64).view(1, -1, 1, 1)
         hooks = {}
@@ -161,7 +164,7 @@ class ExportedComposite:
             rule = get_rule(entry.rule)
             for name in entry.names:
                 hooks[name] = rule.hook(entry.value, low=low, high=high)
-        return _ExportedComposite(hooks, self, canonize=self.spec.canonize)
+        return Registered(hooks, self, canonize=self.spec.canonize)
 
 
 def load_composite(spec: Mapping[str, Any] | str | os.PathLike, model: nn.Module) -> Composite:
@@ -184,6 +187,8 @@ def load_composite(spec: Mapping[str, Any] | str | os.PathLike, model: nn.Module
             out = modified(x)
             (relevance,) = torch.autograd.grad(out, x, grad_outputs=torch.eye(out.shape[1])[y] * out)
     """
+    from torch import nn
+
     if not isinstance(model, nn.Module):
         raise ConfigError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
     exported = ExportedComposite.read(spec)
@@ -195,44 +200,6 @@ def load_composite(spec: Mapping[str, Any] | str | os.PathLike, model: nn.Module
     composite.register(model)  # checks the names on the model as it will be (canonized or not)
     composite.remove()
     return composite
-
-
-class _ExportedComposite(_SpecComposite):
-    """The worker's composite (:class:`_SpecComposite`) plus the canonizer and a name check at registration."""
-
-    def __init__(self, hooks: dict, exported: ExportedComposite, *, canonize: bool):
-        super().__init__(hooks)
-        self.exported = exported
-        self._ungrouped = Epsilon(epsilon=exported.ungrouped_epsilon)
-        if canonize:
-            from xaiopt.canonize import GraphCanonizer
-
-            self.canonizers = [GraphCanonizer()]
-
-    def register(self, module: nn.Module) -> None:
-        if module.training:
-            raise ConfigError("model: is in training mode; call model.eval() before registering the composite "
-                              "(batch norms must use their running statistics, as in the study)")
-        super().register(module)
-        try:
-            self._check_names(module)
-        except ConfigError:
-            self.remove()
-            raise
-
-    def _check_names(self, module: nn.Module) -> None:
-        modules = dict(module.named_modules())
-        weighted = [n for n, m in modules.items() if is_weighted(m)]
-        which = "the canonized model" if self.canonizers else "the model"
-        for entry in name_rules(self.exported.spec, self.exported.layers):
-            field = entry.field
-            for name in entry.names:
-                if name not in modules:
-                    raise ConfigError(f"{field}: module {name!r} is not in {which} "
-                                      f"(its conv/linear modules: {_listing(weighted)})")
-                if not is_weighted(modules[name]):
-                    raise ConfigError(f"{field}: module {name!r} of {which} is a {type(modules[name]).__name__}, "
-                                      f"not a conv/linear layer (its conv/linear modules: {_listing(weighted)})")
 
 
 def _listing(names: list[str], limit: int = 12) -> str:

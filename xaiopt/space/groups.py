@@ -13,24 +13,27 @@ from __future__ import annotations
 
 import fnmatch
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-from zennit.types import Convolution, Linear
-
-from xaiopt.canonize.operations import attention_calls
 from xaiopt.config import BlockGroups, ExplicitGroup
 from xaiopt.errors import ConfigError
-from xaiopt.space.sublayers import sublayer_kinds
+
+if TYPE_CHECKING:  # resolving groups runs the model; the resolved groups are read without torch
+    import torch
+    from torch import nn
 
 
 def is_weighted(module: nn.Module) -> bool:
     """Conv and Linear modules: the layers that LRP rules are attached to."""
+    from zennit.types import Convolution, Linear
+
     return isinstance(module, (Convolution, Linear))
 
 
 def forward_order(model: nn.Module, example_input: torch.Tensor) -> list[str]:
     """Names of the Conv/Linear modules in the order the forward pass first calls them."""
+    import torch
+
     order: list[str] = []
     seen: set[str] = set()
     handles = []
@@ -81,6 +84,12 @@ def resolve_groups(
         groups.groups["conv1"]      # ['features.0', 'features.3']
         groups.first_layer          # 'features.0'
     """
+    from torch import nn
+    from zennit.types import Convolution
+
+    from xaiopt.canonize.operations import attention_calls
+    from xaiopt.space.sublayers import sublayer_kinds
+
     order = forward_order(model, example_input)
     if not order:
         raise ConfigError("model: no Conv or Linear layer was called in the forward pass; nothing to attach rules to")

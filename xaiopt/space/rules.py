@@ -23,16 +23,15 @@ import ast
 import builtins
 import sys
 from dataclasses import dataclass
-from typing import Callable
-
-import torch
-from zennit.core import Hook
-from zennit.rules import AlphaBeta, Epsilon, Flat, Pass, WSquare, ZBox, ZPlus
+from typing import TYPE_CHECKING, Any, Callable
 
 from xaiopt.config import RULES as BUILTIN_RULES
 from xaiopt.config import declare_rule
 from xaiopt.errors import UnknownNameError
-from xaiopt.space.fast_rules import FastGamma
+
+if TYPE_CHECKING:  # the built-in rules import zennit when a hook is built, not when a name is looked up
+    import torch
+    from zennit.core import Hook
 
 
 @dataclass(frozen=True)
@@ -123,18 +122,31 @@ def rule_names() -> list[str]:
     return list(_RULES)
 
 
+def _zennit(rule: str, **kwargs: Any) -> Hook:
+    from zennit import rules
+
+    return getattr(rules, rule)(**kwargs)
+
+
+def _fast_gamma(gamma: float) -> Hook:
+    from xaiopt.space.fast_rules import FastGamma
+
+    return FastGamma(gamma=gamma)
+
+
 # gamma=0 is a valid point of the paper's grid: zennit's Gamma then reduces to the LRP-0 rule
 # with its stabilizer, which is what the paper evaluates.
-register_rule("epsilon", param="epsilon", code="Epsilon(epsilon={param!r})")(lambda v: Epsilon(epsilon=float(v)))
+register_rule("epsilon", param="epsilon", code="Epsilon(epsilon={param!r})")(
+    lambda v: _zennit("Epsilon", epsilon=float(v)))
 # FastGamma (xaiopt.space.fast_rules): zennit's Gamma, fewer passes on non-negative layer inputs;
 # the export names zennit's own Gamma, which gives the same relevance.
-register_rule("gamma", param="gamma", code="Gamma(gamma={param!r})")(lambda v: FastGamma(gamma=float(v)))
-register_rule("alpha2beta1", code="AlphaBeta(alpha=2.0, beta=1.0)")(lambda: AlphaBeta(alpha=2.0, beta=1.0))
-register_rule("alpha1beta0", code="AlphaBeta(alpha=1.0, beta=0.0)")(lambda: AlphaBeta(alpha=1.0, beta=0.0))
-register_rule("zplus", code="ZPlus()")(ZPlus)
-register_rule("flat", code="Flat()")(Flat)
-register_rule("wsquare", code="WSquare()")(WSquare)
+register_rule("gamma", param="gamma", code="Gamma(gamma={param!r})")(lambda v: _fast_gamma(float(v)))
+register_rule("alpha2beta1", code="AlphaBeta(alpha=2.0, beta=1.0)")(lambda: _zennit("AlphaBeta", alpha=2.0, beta=1.0))
+register_rule("alpha1beta0", code="AlphaBeta(alpha=1.0, beta=0.0)")(lambda: _zennit("AlphaBeta", alpha=1.0, beta=0.0))
+register_rule("zplus", code="ZPlus()")(lambda: _zennit("ZPlus"))
+register_rule("flat", code="Flat()")(lambda: _zennit("Flat"))
+register_rule("wsquare", code="WSquare()")(lambda: _zennit("WSquare"))
 register_rule("zbox", code="ZBox(low={low}, high={high})", needs_bounds=True)(
-    lambda low, high: ZBox(low=low, high=high)
+    lambda low, high: _zennit("ZBox", low=low, high=high)
 )
-register_rule("pass", code="Pass()")(Pass)
+register_rule("pass", code="Pass()")(lambda: _zennit("Pass"))

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-from zennit.core import Composite
-from zennit.layer import Sum
-from zennit.rules import Epsilon, Norm, Pass
-from zennit.types import Activation, AvgPool, BatchNorm
-
-from xaiopt.space.groups import LayerGroups, is_weighted
+from xaiopt.space.groups import LayerGroups
 from xaiopt.space.rules import get_rule
+
+if TYPE_CHECKING:  # the composite needs zennit; reading and describing a spec does not
+    import torch
+    from zennit.core import Composite
 
 # layers that no explicit group names keep the (nearly) conservative LRP-0 behaviour
 UNGROUPED_EPSILON = 1e-6
@@ -97,28 +95,7 @@ class ExplainerSpec:
                      high: torch.Tensor | None = None) -> Composite:
         """A zennit composite with this spec's rules on ``layers`` (canonization is the caller's: the
         worker keeps a canonized twin, so no canonizer runs per explain call)."""
+        from xaiopt.space.composite import SpecComposite
+
         hooks = self.layer_hooks(layers, low=low, high=high)
-        return _SpecComposite(hooks)
-
-
-class _SpecComposite(Composite):
-    """Name-mapped rules for weighted layers; zennit's usual defaults for the rest."""
-
-    def __init__(self, hooks: dict):
-        self.hooks = hooks
-        self._pass = Pass()
-        self._norm = Norm()
-        self._ungrouped = Epsilon(epsilon=UNGROUPED_EPSILON)
-        super().__init__(module_map=self._map)
-
-    def _map(self, ctx, name, module):
-        hook = self.hooks.get(name)
-        if hook is not None:
-            return hook
-        if isinstance(module, (Activation, BatchNorm)):
-            return self._pass
-        if isinstance(module, (Sum, AvgPool)):
-            return self._norm
-        if is_weighted(module):
-            return self._ungrouped
-        return None
+        return SpecComposite(hooks)

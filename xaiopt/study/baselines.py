@@ -29,7 +29,6 @@ from xaiopt.space import SearchSpace
 from xaiopt.space.rules import get_rule
 from xaiopt.space.spec import GroupRule
 
-BASELINE_ATTR = "baseline"
 _VARIANTS = {"canonized": True, "plain": False}
 # zennit's composites put this epsilon on dense layers
 _DENSE_EPSILON = 1e-6

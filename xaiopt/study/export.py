@@ -21,9 +21,10 @@ from xaiopt import __version__
 from xaiopt.errors import ConfigError, StudyError
 from xaiopt.files import write_atomic
 from xaiopt.objective.attrs import spec_dict
-from xaiopt.space import ExplainerSpec, LayerGroups, get_rule
 from xaiopt.space.exported import composite_document, name_rules, plugin_imports
-from xaiopt.space.spec import UNGROUPED_EPSILON
+from xaiopt.space.groups import LayerGroups
+from xaiopt.space.rules import get_rule
+from xaiopt.space.spec import UNGROUPED_EPSILON, ExplainerSpec
 from xaiopt.study.manage import (
     BOUNDS_ATTR,
     FIRST_ATTR,

@@ -18,18 +18,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import optuna
-import torch
 
 from xaiopt import __version__
 from xaiopt.config import StudyConfig, config_to_dict, parse_config
 from xaiopt.errors import ConfigError, StudyError, StudyExistsError
-from xaiopt.objective import get_benchmark, metric_directions, metric_plan
-from xaiopt.space import SearchSpace
-from xaiopt.study.baselines import BASELINE_ATTR, baseline_trials
-from xaiopt.study.estimate import COST_ATTR, probe_cost
-from xaiopt.study.metric_choice import METRIC_CHOICE_ATTR, check_masks, settle_metrics
 from xaiopt.study.presence import deleting, study_exists
-from xaiopt.study.samplers import check_sampler_params, make_sampler
 from xaiopt.study.storage import (
     _redact,
     creating_study,
@@ -52,6 +45,8 @@ TWIN_FIRST_ATTR = "xaiopt:twin_first_layer"
 EVAL_ATTR = "xaiopt:evaluation_batch"
 SPLIT_ATTR = "xaiopt:split"
 CANON_ATTR = "xaiopt:canonization"
+# {metric: category}: read commands weigh categories without importing the metric implementations
+CATEGORIES_ATTR = "xaiopt:metric_categories"
 
 
 @dataclass
@@ -65,6 +60,16 @@ class LoadedStudy:
     @property
     def metric_names(self) -> list[str]:
         return [m.name for m in self.config.metrics]
+
+    @property
+    def metric_categories(self) -> list[str]:
+        """Each metric's category, as recorded at creation (the registry's, for older studies)."""
+        stored = self.study.user_attrs.get(CATEGORIES_ATTR) or {}
+        if any(n not in stored for n in self.metric_names):
+            from xaiopt.metrics import get_metric
+
+            stored = {n: stored.get(n) or get_metric(n).category for n in self.metric_names}
+        return [stored[n] for n in self.metric_names]
 
     @property
     def artifact_dir(self) -> Path:
@@ -85,6 +90,14 @@ def preflight(cfg: StudyConfig) -> dict[str, Any]:
     resolved layer groups, the first layer, the input bounds (for the zennit export) and the
     evaluation batch's accuracy against its targets (:func:`describe_evaluation`).
     """
+    import torch
+
+    from xaiopt.metrics import get_metric
+    from xaiopt.objective import get_benchmark, metric_plan
+    from xaiopt.space import SearchSpace
+    from xaiopt.study.metric_choice import check_masks, settle_metrics
+    from xaiopt.study.samplers import check_sampler_params, make_sampler
+
     metric_plan(cfg)
     check_sampler_params(cfg.sampler)
     cfg, _ = settle_metrics(cfg)  # metrics the data cannot score: refused before the model loads
@@ -96,6 +109,7 @@ def preflight(cfg: StudyConfig) -> dict[str, Any]:
         if name not in bench.layers.non_empty():
             raise ConfigError(f"space.overrides: layer group {name!r} has no layers in model {cfg.model.name!r}")
     return {
+        CATEGORIES_ATTR: {m.name: get_metric(m.name).category for m in cfg.metrics},
         CANON_ATTR: bench.canonization_summary(),
         GROUPS_ATTR: bench.layers.groups,
         FIRST_ATTR: bench.layers.first_layer,
@@ -173,6 +187,9 @@ def plan_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None
     """Everything :func:`create_study` checks before it writes: refuses an existing study, settles
     the metrics against the data, runs the preflight; with ``probe`` (``--dry-run``) also measures one
     trial's cost on a setting of the space (:func:`xaiopt.study.estimate.probe_cost`). Writes nothing."""
+    from xaiopt.study.estimate import COST_ATTR, probe_cost
+    from xaiopt.study.metric_choice import METRIC_CHOICE_ATTR, settle_metrics
+
     name = cfg.name if name is None else name
     check_study_name(name)
     url = storage or cfg.storage or default_storage_url()
@@ -220,6 +237,9 @@ def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | No
     plan = plan_study(cfg, name=name, storage=storage, n_trials=n_trials, baselines=baselines)
     cfg, facts, url = plan.config, plan.facts, plan.storage_url
     queue = _baseline_queue(cfg, facts[GROUPS_ATTR])
+    from xaiopt.objective import metric_directions
+    from xaiopt.objective.attrs import BASELINE as BASELINE_ATTR
+
     directions = metric_directions(cfg)
     # SQLite: the file's lock is held from here to the last write, and the file is made here if missing
     with creating_study(url, name) as new_file:
@@ -264,6 +284,12 @@ def create_study(cfg: StudyConfig, *, name: str | None = None, storage: str | No
 
 def _baseline_queue(cfg: StudyConfig, groups: dict[str, list[str]]) -> list[tuple[str, dict[str, Any]]]:
     """The baselines' trials, checked against the space before anything is written."""
+    import torch
+
+    from xaiopt.objective import get_benchmark
+    from xaiopt.space import SearchSpace
+    from xaiopt.study.baselines import baseline_trials
+
     if not cfg.baselines:
         return []
     bench = get_benchmark(cfg, torch.device("cpu"))

@@ -29,7 +29,6 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from xaiopt.errors import ConfigError
-from xaiopt.metrics import get_metric
 from xaiopt.objective.attrs import baseline, distinct_settings, explainer_text, spec_dict, timings
 from xaiopt.study.manage import LoadedStudy
 
@@ -95,8 +94,8 @@ def pareto_rows(loaded: LoadedStudy, metrics: list[str] | None = None) -> list[d
 def metric_columns(loaded: LoadedStudy) -> list[dict[str, Any]]:
     """Each metric of the study with its direction (as the study optimizes it) and category."""
     directions = [d.name.lower() for d in loaded.study.directions]
-    return [{"name": n, "direction": d, "category": get_metric(n).category}
-            for n, d in zip(loaded.metric_names, directions)]
+    return [{"name": n, "direction": d, "category": c}
+            for n, d, c in zip(loaded.metric_names, directions, loaded.metric_categories)]
 
 
 def front_document(loaded: LoadedStudy, metrics: list[str] | None = None) -> dict[str, Any]:
