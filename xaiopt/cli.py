@@ -11,8 +11,9 @@ import shlex
 import signal
 import sys
 import threading
-from typing import Any, Sequence
+from typing import Sequence
 
+from xaiopt import interrupt
 from xaiopt.errors import ConfigError, XaioptError
 from xaiopt.files import check_out_dir, check_out_file
 
@@ -540,9 +541,9 @@ class _Stop:
 
     def __init__(self) -> None:
         self._pipe: tuple[int, int] | None = None
-        self._term: Any = None
         self._held = _HeldWhileStopping()
         self._handlers: list[logging.Handler] = []
+        self._replaced: dict[int, object] = {}
         if threading.current_thread() is not threading.main_thread():
             return
         r, w = os.pipe()
@@ -558,8 +559,7 @@ class _Stop:
         if self._pipe is None:
             os.close(r)
             os.close(w)
-        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
-            self._term = signal.signal(signal.SIGTERM, signal.default_int_handler)
+        self._replaced = interrupt.install()
 
     def hold_logs(self) -> None:
         """Filter the handlers that write to this process's stderr (a log file keeps every record)."""
@@ -588,8 +588,8 @@ class _Stop:
     def close(self) -> None:
         for h in self._handlers:
             h.removeFilter(self._held)
-        if self._term is not None:
-            signal.signal(signal.SIGTERM, self._term)
+        interrupt.restore(self._replaced)
+        interrupt.clear()
         if self._pipe is not None:
             signal.set_wakeup_fd(-1)
             for fd in self._pipe:

@@ -305,3 +305,61 @@ def test_a_signal_stops_a_command_in_one_line_and_requeues_the_trial(tmp_path, c
     assert after[0].endswith(" interrupted; re-queued)"), text
     states = _states(db)
     assert "RUNNING" not in states and "WAITING" in states, states
+
+
+SWALLOWED_STOP_METRIC = '''
+import os
+import pathlib
+import signal
+import time
+
+from xaiopt.metrics import register_metric
+
+
+class _Finalizer:
+    def __del__(self):
+        # the stop arrives while Python runs a finalizer: its KeyboardInterrupt is printed as
+        # "Exception ignored" and swallowed, as when it lands in SQLAlchemy's InstanceState._cleanup
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.5)
+
+
+@register_metric("probe_swallow", category="complexity", direction="maximize", needs_masks=False, passes="none")
+def probe_swallow(ctx, **_):
+    """On the first trial after a `stop-now` file appears, a SIGTERM that a finalizer swallows."""
+    flag = pathlib.Path("stop-now")
+    if flag.exists():
+        flag.unlink()
+        _Finalizer()  # dropped at once
+        pathlib.Path("swallowed").write_text("1")
+    return ctx.attributions.flatten(1).abs().sum(1).double()
+'''
+
+
+def test_a_stop_signal_swallowed_by_a_finalizer_still_stops_the_worker_after_its_trial(tmp_path, capsys):
+    db = tmp_path / "f.db"
+    url = f"sqlite:///{db}"
+    (tmp_path / "probe_swallow_metric.py").write_text(SWALLOWED_STOP_METRIC)
+    cfg = write_config(tmp_path, plugins=["probe_swallow_metric"], metrics=["probe_swallow"], n_trials=500)
+    assert main(["study", "create", str(cfg), "--storage", url]) == 0, capsys.readouterr().err
+    err_file = tmp_path / "err.txt"
+    with err_file.open("w") as err:
+        proc = subprocess.Popen(cli("worker", "--study", "probe", "--storage", url), stdout=subprocess.DEVNULL,
+                                stderr=err, cwd=tmp_path)
+        try:
+            deadline = time.monotonic() + 240
+            while "COMPLETE" not in _states(db)[1:]:  # the worker runs trials (the first is create's)
+                assert proc.poll() is None and time.monotonic() < deadline, err_file.read_text()
+                time.sleep(0.1)
+            (tmp_path / "stop-now").write_text("1")
+            code = proc.wait(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    text = err_file.read_text()
+    assert (tmp_path / "swallowed").exists()
+    assert "Exception ignored" in text  # Python's own report of the swallowed interrupt
+    assert code == 128 + signal.SIGTERM, text
+    assert said(text)[-1] == "xaiopt: interrupted by SIGTERM", text
+    states = _states(db)
+    assert "RUNNING" not in states and "WAITING" not in states and states[-1] == "COMPLETE", states

@@ -69,3 +69,33 @@ def test_per_class_mistakes_are_one_line(tmp_path, capsys):
     assert main(["study", "create", str(path), "--storage", storage]) == 0
     assert main(["study", "compare", "pc", "--storage", storage]) == 2
     assert "no per-class studies" in capsys.readouterr().err
+
+
+def test_a_failed_per_class_create_leaves_no_study_and_no_file_it_made(tmp_path, capsys, monkeypatch):
+    from xaiopt.errors import StudyError
+    from xaiopt.study import per_class
+
+    real, calls = per_class.create_study, []
+
+    def second_fails(*args, **kwargs):
+        calls.append(kwargs["name"])
+        if len(calls) == 2:
+            raise StudyError("storage: disk full (injected)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(per_class, "create_study", second_fails)
+    path = tmp_path / "pc.yaml"
+    path.write_text(yaml.safe_dump(CFG))
+    storage = f"sqlite:///{tmp_path / 'new.db'}"
+    assert main(["study", "create", str(path), "--storage", storage, "--per-class", "circle,square"]) == 2
+    assert capsys.readouterr().err.strip() == "xaiopt: error: storage: disk full (injected)"
+    assert calls == ["pc.circle", "pc.square"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pc.yaml"]  # the file the first class made is gone
+    # a file that was there before keeps what it held, and only that
+    kept = f"sqlite:///{tmp_path / 'kept.db'}"
+    monkeypatch.setattr(per_class, "create_study", real)
+    assert main(["study", "create", str(path), "--storage", kept]) == 0
+    monkeypatch.setattr(per_class, "create_study", second_fails)
+    calls.clear()
+    assert main(["study", "create", str(path), "--storage", kept, "--per-class", "circle,square"]) == 2
+    assert optuna.get_all_study_names(kept) == ["pc"]

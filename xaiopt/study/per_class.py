@@ -15,6 +15,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,10 +23,10 @@ import optuna
 import torch
 
 from xaiopt.config import StudyConfig
-from xaiopt.errors import ConfigError
+from xaiopt.errors import ConfigError, XaioptError
 from xaiopt.objective import get_benchmark
 from xaiopt.study.manage import LoadedStudy, _refuse_existing, check_study_name, create_study
-from xaiopt.study.storage import default_storage_url, open_storage, sqlite_path
+from xaiopt.study.storage import default_storage_url, open_storage, sqlite_lock, sqlite_path, this_process
 
 PER_CLASS_ATTR = "xaiopt:per_class_of"
 CLASS_ATTR = "xaiopt:class"
@@ -57,7 +58,8 @@ def create_per_class(cfg: StudyConfig, *, classes: Sequence[str] | None = None, 
     for n in names:  # all or none: a name too long for the storage is refused before the first is made
         check_study_name(n)
     path = sqlite_path(url)
-    if path is None or path.exists():
+    existed = path is None or path.exists()
+    if existed:
         rdb = open_storage(url)
         for n in names:
             _refuse_existing(rdb, n, url)
@@ -73,8 +75,28 @@ def create_per_class(cfg: StudyConfig, *, classes: Sequence[str] | None = None, 
     except BaseException:
         for loaded in made:
             optuna.delete_study(study_name=loaded.study.study_name, storage=loaded.storage_url)
+        if not existed:
+            _remove_if_empty(url, base)
         raise
     return made
+
+
+def _remove_if_empty(url: str, base: str) -> None:
+    """All or none: the SQLite file the first class's create made goes too, unless it holds a study by now
+    (another process's) or someone holds its lock."""
+    path = sqlite_path(url)
+    if path is None or not path.exists():
+        return
+    with contextlib.suppress(XaioptError), sqlite_lock(
+            url, kind="create", holder=f"`study create --per-class` ({this_process()}, study {base!r})",
+            refuse=lambda file, holder: f"{file} is in use by {holder}") as lock:
+        rdb = open_storage(url)
+        if rdb.get_all_studies() or lock is None:
+            return
+        rdb.engine.dispose()
+        path.unlink(missing_ok=True)
+        path.with_name(path.name + "-journal").unlink(missing_ok=True)
+        lock.discard()
 
 
 def class_studies(base: LoadedStudy) -> list[str]:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import sys
 import time
@@ -48,6 +47,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from xaiopt import interrupt
 from xaiopt.errors import ConfigError, TrialFailed, XaioptError
 from xaiopt.objective import Objective, resolve_device
 from xaiopt.objective.progress import ProgressHandler, TrialProgress, progress_to, step
@@ -183,16 +183,14 @@ def _fail_stale(study: optuna.Study) -> None:
 
 @contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    # `docker stop` sends SIGTERM: turn it into KeyboardInterrupt so the running trial is re-queued
-    try:
-        old = signal.signal(signal.SIGTERM, signal.default_int_handler)
-    except ValueError:  # not the main thread
-        yield
-        return
+    # `docker stop` sends SIGTERM: turn it into KeyboardInterrupt so the running trial is re-queued; a
+    # stop swallowed by a finalizer is caught between trials (xaiopt/interrupt.py)
+    replaced = interrupt.install()
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, old)
+        interrupt.restore(replaced)
+        interrupt.clear()
 
 
 @dataclass
@@ -324,6 +322,7 @@ def _run_worker(name: str, *, storage: str | None, n_trials: int | None, until_d
         t0 = time.monotonic()
         ran = 0
         while True:
+            interrupt.raise_if_stopped()
             presence.check()
             if timeout is not None and time.monotonic() - t0 >= timeout:
                 break
