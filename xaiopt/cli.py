@@ -58,6 +58,12 @@ def _prefer(p: argparse.ArgumentParser) -> None:
                         "randomization, axiomatic); unnamed categories weigh 1; repeatable")
 
 
+def _method(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--method", default="score", choices=["score", "rank"],
+                   help="score: min-max normalized metrics, category means, weighted mean (default); rank: "
+                        "standardized ranks, category medians, weighted median (robust to metrics that disagree)")
+
+
 def _device(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: the config's)")
 
@@ -131,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("name")
     _prefer(rc)
     rc.add_argument("--top", type=int, default=3, help="how many settings to list (default 3)")
+    _method(rc)
     rc.add_argument("--format", default="text", choices=["text", "json"])
     _storage(rc)
     va = ss.add_parser("validate", help="score the recommended, compromise, top front and baseline settings on the "
@@ -148,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("name")
     rp.add_argument("--out", required=True, metavar="DIR", help="directory for index.html (created if missing)")
     _prefer(rp)
+    _method(rp)
     rp.add_argument("--images", type=int, default=4, metavar="K",
                     help="evaluation images in the heatmap gallery (default 4; 0 leaves the gallery out)")
     rp.add_argument("--device", help="where the gallery's attributions are computed (default: the config's)")
@@ -391,7 +399,8 @@ def _cmd_study(args: argparse.Namespace) -> int:
     elif args.action == "recommend":
         from xaiopt.analysis import recommend
 
-        rec = recommend(st.load_study(args.name, storage=args.storage), prefer=args.prefer, top=args.top)
+        rec = recommend(st.load_study(args.name, storage=args.storage), prefer=args.prefer, top=args.top,
+                        method=args.method)
         print(rec.to_json() if args.format == "json" else rec.text())
     elif args.action == "compare":
         from xaiopt.analysis.compare import compare_per_class
@@ -413,7 +422,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
         check_out_dir(args.out, flag="--out", holds="index.html")
         with _progress(args):
             path = write_report(st.load_study(args.name, storage=args.storage), args.out, prefer=args.prefer,
-                                images=args.images, device=args.device)
+                                images=args.images, device=args.device, method=args.method)
         print(f"wrote {path}", file=sys.stderr)
     elif args.action == "plot":
         check_out_file(args.out, flag="--out", suffixes=_HTML)

@@ -29,7 +29,7 @@ from xaiopt.analysis.bootstrap import PairedDifference, paired_bootstrap, verdic
 from xaiopt.analysis.front import compromise as front_compromise
 from xaiopt.analysis.front import ideal_distance, pareto_mask
 from xaiopt.analysis.preferences import Prefer, category_weights
-from xaiopt.analysis.scoring import Scorer, competition_ranks
+from xaiopt.analysis.scoring import METHODS, Scorer, competition_ranks, kendall_tau_b
 from xaiopt.errors import ConfigError, StudyError
 from xaiopt.objective.attrs import BASELINE as BASELINE_ATTR
 from xaiopt.objective.attrs import distinct_settings, explainer_text
@@ -96,6 +96,9 @@ class Recommendation:
     notes: list[str] = field(default_factory=list)
     # what `xaiopt study validate` found on the held-out samples, when it validated this very setting
     validation: dict[str, Any] | None = None
+    method: str = "score"
+    # the other method's choice and how far the two orderings of the settings agree (method_agreement)
+    agreement: dict[str, Any] | None = None
 
     @property
     def best(self) -> Setting:
@@ -121,11 +124,22 @@ class Recommendation:
         return render_text(self)
 
 
+# how each method scores a setting, in the words of `recommend` and the report
+RULES = {
+    "score": ("each metric min-max normalized over the study's distinct complete settings (1 = best, minimized "
+              "metrics flipped), averaged per category, categories combined by a weighted mean"),
+    "rank": ("each metric's value replaced by its standardized rank among the study's distinct complete settings "
+             "(0 = worst, 1 = best, ties share their mean rank, minimized metrics flipped), the median taken per "
+             "category, categories combined by a weighted median (rank aggregation, robust to metrics that "
+             "disagree)"),
+}
+
+
 def _label(t: FrozenTrial) -> str:
     return explainer_text(t)
 
 
-def _scoring(loaded: LoadedStudy, prefer: Prefer):
+def _scoring(loaded: LoadedStudy, prefer: Prefer, method: str = "score"):
     """The study's distinct complete settings, their values and the Scorer fitted on them."""
     metrics = loaded.metric_names
     directions = [d.name.lower() for d in loaded.study.directions]
@@ -139,21 +153,30 @@ def _scoring(loaded: LoadedStudy, prefer: Prefer):
     weights = category_weights(prefer, present=present)
     cands, alias = distinct_settings(complete)
     values = np.array([t.values for t in cands], dtype=np.float64)
-    scorer = Scorer.fit(values, metrics=metrics, directions=directions, categories=categories, weights=weights)
+    scorer = METHODS[method].fit(values, metrics=metrics, directions=directions, categories=categories,
+                                 weights=weights)
     return complete, cands, alias, values, scorer
 
 
-def study_scorer(loaded: LoadedStudy, prefer: Prefer = None) -> Scorer:
+def study_scorer(loaded: LoadedStudy, prefer: Prefer = None, method: str = "score") -> Scorer:
     """The Scorer that :func:`recommend` ranks with (normalization over the distinct complete settings)."""
-    return _scoring(loaded, prefer)[-1]
+    _checked_method(method)
+    return _scoring(loaded, prefer, method)[-1]
+
+
+def _checked_method(method: str) -> None:
+    if method not in METHODS:
+        raise ConfigError(f"--method: {method!r} is not a recommendation method (valid: {', '.join(METHODS)})")
 
 
 def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: Prefer = None, top: int = 3,
-              resamples: int = 2000, confidence: float = 0.95, seed: int = 0) -> Recommendation:
+              resamples: int = 2000, confidence: float = 0.95, seed: int = 0, method: str = "score") -> Recommendation:
     """Recommend a setting of a finished (or running) study, with a paired-bootstrap confidence statement.
 
     ``prefer``: category weights (``"faithfulness=2,localization=1"``, a list of such strings or a
     dict); categories not named weigh 1. Deterministic for a given study, preference and ``seed``.
+    ``method``: ``score`` (min-max normalization, category means, weighted mean; :class:`Scorer`) or
+    ``rank`` (standardized ranks, category medians, weighted median; :class:`RankScorer`).
 
     Example::
 
@@ -166,9 +189,10 @@ def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: P
         raise ConfigError(f"--resamples must be >= 100, got {resamples}")
     if not 0 < confidence < 1:
         raise ConfigError(f"confidence must be between 0 and 1, got {confidence}")
+    _checked_method(method)
     loaded = study if isinstance(study, LoadedStudy) else load_study(study, storage=storage)
     metrics = loaded.metric_names
-    complete, cands, alias, values, scorer = _scoring(loaded, prefer)
+    complete, cands, alias, values, scorer = _scoring(loaded, prefer, method)
     directions = list(scorer.directions)
     categories = list(scorer.metric_categories)
     weights = {c: scorer.weights[c] for c in scorer.categories}
@@ -244,8 +268,10 @@ def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: P
         n = sum(s is None for s in scores.values())
         notes.append(f"{n} of {len(cands)} settings stored no per-sample scores (trials run before xaiopt kept "
                      f"them): comparisons with them have no confidence interval.")
-    rule = ("each metric min-max normalized over the study's distinct complete settings (1 = best, minimized "
-            "metrics flipped), averaged per category, categories combined by a weighted mean")
+    rule = RULES[method]
+    agreement = method_agreement(values, scorer, [t.number for t in cands], method=method)
+    if agreement is not None:
+        notes.append(agreement["text"])
     validation = loaded.study.user_attrs.get("xaiopt:validation")
     best_number = cands[order[0]].number
     if validation is not None and validation.get("recommended") != best_number:
@@ -260,5 +286,37 @@ def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: P
         settings=len(cands), top=[setting(i) for i in order[:top]], compromise=setting(k_comp),
         comparisons=comparisons, missing_baselines=missing, constant_metrics=scorer.constant, rule=rule,
         samples=samples, resamples=resamples, confidence=confidence, seed=seed, pareto_size=int(front.sum()),
-        notes=notes,
+        notes=notes, method=method, agreement=agreement,
     )
+
+
+def method_agreement(values: np.ndarray, scorer: Scorer, numbers: list[int], *, method: str,
+                     top: int = 5) -> dict[str, Any] | None:
+    """How the other recommendation method (score <-> rank) ranks the same distinct settings: its
+    choice, where it stands in this method's order, Kendall's tau-b of the two orderings and the overlap of
+    the two top-``top`` lists. None with fewer than 3 settings (nothing to agree on)."""
+    if len(numbers) < 3:
+        return None
+    other = "rank" if method == "score" else "score"
+    weights = {c: scorer.weights[c] for c in scorer.categories}
+    theirs = METHODS[other].fit(values, metrics=scorer.metrics, directions=scorer.directions,
+                                categories=scorer.metric_categories, weights=weights)
+    mine, their = scorer.score(values), theirs.score(values)
+
+    def order(score: np.ndarray) -> list[int]:
+        return sorted(range(len(numbers)), key=lambda i: (-score[i], numbers[i]))
+
+    ours, others = order(mine), order(their)
+    k = min(top, len(numbers))
+    overlap = len({numbers[i] for i in ours[:k]} & {numbers[i] for i in others[:k]})
+    pick = numbers[others[0]]
+    place = ours.index(others[0]) + 1
+    tau = kendall_tau_b(mine, their)
+    names = {"score": "the weighted score (min-max, means)", "rank": "rank aggregation (standardized ranks, medians)"}
+    same = (f"also recommends trial {pick}" if place == 1 else
+            f"would recommend trial {pick} instead (rank {place} here)")
+    shown = "n/a (no order)" if tau is None else f"{tau:.2f}"
+    text = (f"Second method: {names[other]} {same}; the two orderings of the {len(numbers)} settings agree with "
+            f"Kendall's tau {shown}, and {overlap} of their top {k} are shared.")
+    return {"method": other, "recommended": pick, "rank_here": place, "kendall_tau": tau,
+            "top": k, "top_shared": overlap, "text": text}

@@ -98,10 +98,14 @@ def _ranks(s: "Setting", rec: "Recommendation") -> str:
     return ", ".join(f"{_ordinal(r)} in {c}" for c, r in ranked)
 
 
+def _score_name(rec: "Recommendation") -> str:
+    return "median-rank score" if rec.method == "rank" else "weighted score"
+
+
 def _paragraph(rec: "Recommendation") -> str:
     best = rec.best
     warning = caution(rec)
-    parts = [f"Recommended for study {rec.study!r}: {_who(best)}, the best weighted score ({best.score:.3f} of 1) "
+    parts = [f"Recommended for study {rec.study!r}: {_who(best)}, the best {_score_name(rec)} ({best.score:.3f} of 1) "
              f"among {rec.settings} distinct settings ({rec.complete_trials} complete trials)"
              + (f", but {warning}. " if warning else ". ")
              + f"It ranks {_ranks(best, rec)} (of {rec.settings})."]
@@ -146,7 +150,8 @@ def _rule(rec: "Recommendation") -> str:
     minimized = [m for m, d in rec.directions.items() if d == "minimize"]
     lines = [f"How it was chosen: {rec.rule}; weights {weights}{equal}."]
     if minimized:
-        lines.append(f"Minimized (lower is better, flipped before averaging): {', '.join(minimized)}.")
+        before = "ranking" if rec.method == "rank" else "averaging"
+        lines.append(f"Minimized (lower is better, flipped before {before}): {', '.join(minimized)}.")
     if rec.constant_metrics:
         lines.append(f"Equal on every setting, so ranking nothing (0.5 everywhere): {', '.join(rec.constant_metrics)}.")
     if rec.samples:

@@ -124,3 +124,96 @@ def competition_ranks(scores: np.ndarray, *, tol: float = 1e-6) -> np.ndarray:
     the better rank (1, 2, 2, 4)."""
     scores = np.asarray(scores, dtype=np.float64)
     return 1 + (scores[None, :] > scores[:, None] + tol).sum(axis=1)
+
+
+def kendall_tau_b(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Kendall's tau-b of two score vectors (ties handled); None with fewer than 3 settings or no order."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if len(a) < 3:
+        return None
+    da = np.sign(a[:, None] - a[None, :])
+    db = np.sign(b[:, None] - b[None, :])
+    upper = np.triu_indices(len(a), k=1)
+    da, db = da[upper], db[upper]
+    n_a, n_b = np.count_nonzero(da), np.count_nonzero(db)
+    if n_a == 0 or n_b == 0:
+        return None
+    return float((da * db).sum() / np.sqrt(n_a * n_b))
+
+
+def weighted_median(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """The weighted median along the last axis of ``values`` ((..., K), weights (K,) > 0).
+
+    The smallest value whose cumulative weight reaches half the total; where the cumulative weight
+    equals exactly half, the mean of that value and the next (the ordinary median for equal weights).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    keep = weights > 0  # a weight of 0 leaves its value out, also as the upper half of a tie
+    values, weights = values[..., keep], weights[keep]
+    order = np.argsort(values, axis=-1, kind="stable")
+    v = np.take_along_axis(values, order, axis=-1)
+    cum = np.cumsum(weights[order], axis=-1)
+    half = weights.sum() / 2.0
+    tol = 1e-12 * weights.sum()
+    k = np.argmax(cum >= half - tol, axis=-1)[..., None]
+    at = np.take_along_axis(v, k, axis=-1)[..., 0]
+    nxt = np.take_along_axis(v, np.minimum(k + 1, v.shape[-1] - 1), axis=-1)[..., 0]
+    exact = np.abs(np.take_along_axis(cum, k, axis=-1)[..., 0] - half) <= tol
+    return np.where(exact, (at + nxt) / 2.0, at)
+
+
+@dataclass(frozen=True)
+class RankScorer(Scorer):
+    """Rank aggregation (``--method rank``), robust to metrics that disagree (after LATEC, NeurIPS 2024).
+
+    Each metric's value becomes its standardized rank among the study's distinct settings: the
+    mid-rank of the value, scaled so that the study's worst setting is 0 and its best 1 (ties share
+    the mean of their ranks), minimized metrics flipped. Between two of the study's values (a bootstrap
+    resample's mean) the rank is interpolated linearly. A category's score is the median of its metrics'
+    ranks, and the setting's score the weighted median of its category scores (``weights``): one metric
+    or category far from the rest moves the median by at most one place, where it moves a mean by its
+    whole distance. Constant metrics score 0.5, as in :class:`Scorer`.
+    """
+
+    grid: tuple[np.ndarray, ...] = ()
+    ranks: tuple[np.ndarray, ...] = ()
+
+    @classmethod
+    def fit(cls, values: np.ndarray, *, metrics: Sequence[str], directions: Sequence[str],
+            categories: Sequence[str], weights: Mapping[str, float], robust: bool = True) -> "RankScorer":
+        values = np.asarray(values, dtype=np.float64)
+        grid, ranks = [], []
+        n = len(values)
+        for k in range(values.shape[1]):
+            unique, counts = np.unique(values[:, k], return_counts=True)
+            below = np.concatenate([[0], np.cumsum(counts)[:-1]])
+            mid = below + (counts - 1) / 2.0  # 0-based mid-rank from the smallest value
+            grid.append(unique)
+            ranks.append(mid / (n - 1) if n > 1 else np.full(len(unique), 0.5))
+        return cls(metrics=tuple(metrics), directions=tuple(directions), metric_categories=tuple(categories),
+                   low=values.min(axis=0), high=values.max(axis=0), weights=dict(weights),
+                   clipped=np.zeros(values.shape[1], dtype=bool), grid=tuple(grid), ranks=tuple(ranks))
+
+    def normalize(self, means: np.ndarray) -> np.ndarray:
+        """(..., M) metric means -> (..., M) standardized ranks, 1 = the study's best, direction respected."""
+        means = np.asarray(means, dtype=np.float64)
+        up = np.stack([np.interp(means[..., k], self.grid[k], self.ranks[k]) for k in range(len(self.metrics))],
+                      axis=-1)
+        flip = np.array([d == "minimize" for d in self.directions])
+        return np.where(self.constant_mask, 0.5, np.where(flip, 1.0 - up, up))
+
+    def category_scores(self, means: np.ndarray) -> np.ndarray:
+        """(..., M) metric means -> (..., C) median standardized rank per category."""
+        norm = self.normalize(means)
+        cats = np.array(self.metric_categories)
+        return np.stack([np.median(norm[..., cats == c], axis=-1) for c in self.categories], axis=-1)
+
+    def combine(self, category_scores: np.ndarray) -> np.ndarray:
+        """(..., C) category scores -> (...) their weighted median."""
+        w = np.array([self.weights.get(c, 0.0) for c in self.categories], dtype=np.float64)
+        return weighted_median(category_scores, w)
+
+
+METHODS = {"score": Scorer, "rank": RankScorer}

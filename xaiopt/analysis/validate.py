@@ -41,6 +41,7 @@ from optuna.trial import FrozenTrial
 from xaiopt.analysis.bootstrap import PairedDifference, paired_bootstrap, verdict
 from xaiopt.analysis.preferences import Prefer
 from xaiopt.analysis.recommend import Recommendation, recommend, study_scorer
+from xaiopt.analysis.scoring import kendall_tau_b
 from xaiopt.errors import ConfigError, StudyError
 from xaiopt.objective.attrs import explainer_text, spec_dict
 from xaiopt.study.manage import LoadedStudy
@@ -155,22 +156,6 @@ class Validation:
                       f"(Kendall tau-b per category): {agree}"]
         lines += self.notes
         return "\n".join(lines)
-
-
-def kendall_tau_b(a: np.ndarray, b: np.ndarray) -> float | None:
-    """Kendall's tau-b of two score vectors (ties handled); None with fewer than 3 settings or no order."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if len(a) < 3:
-        return None
-    da = np.sign(a[:, None] - a[None, :])
-    db = np.sign(b[:, None] - b[None, :])
-    upper = np.triu_indices(len(a), k=1)
-    da, db = da[upper], db[upper]
-    n_a, n_b = np.count_nonzero(da), np.count_nonzero(db)
-    if n_a == 0 or n_b == 0:
-        return None
-    return float((da * db).sum() / np.sqrt(n_a * n_b))
 
 
 def _roles(rec: Recommendation, top: int) -> dict[int, list[str]]:

@@ -307,7 +307,7 @@ def _out_dir(out_dir: str | Path) -> Path:
 
 
 def write_report(loaded: LoadedStudy, out_dir: str | Path, *, prefer: Sequence[str] | str | None = None,
-                 images: int = 4, device: str | None = None, dashboard: bool = True) -> Path:
+                 images: int = 4, device: str | None = None, dashboard: bool = True, method: str = "score") -> Path:
     """Write the study report into ``out_dir`` (created if missing) and return ``out_dir/index.html``.
 
     ``prefer``: category weights of the recommendation (as ``xaiopt study recommend --prefer``);
@@ -326,7 +326,7 @@ def write_report(loaded: LoadedStudy, out_dir: str | Path, *, prefer: Sequence[s
     n_trials = len(loaded.study.get_trials(deepcopy=False))
     step("report of study %r (%d trials): the recommendation (paired bootstrap over the samples)",
          loaded.study.study_name, n_trials)
-    rec = recommend(loaded, prefer=prefer or None)
+    rec = recommend(loaded, prefer=prefer or None, method=method)
     step("figures: Pareto front, profile, hypervolume over %d distinct settings", rec.settings)
     name = loaded.study.study_name
     sections = [_section(
