@@ -98,6 +98,9 @@ def test_own_model_and_photos_from_the_project_folder(user):
         for part in ("attribution", "sparseness", "region_perturbation", "avg_sensitivity", "random_logit"):
             assert f"{part} " in cost[0]
         assert "the budget of 1 trials: about" in cost[0]
+    # the first worker scored the reference explanations once, before its trial; the cost line says what it took
+    assert "(and, once, the reference explanations: " in next(
+        line for line in _lines(run.stderr) if line.startswith("xaiopt: one trial ("))
     study = optuna.load_study(study_name="mine", storage=f"sqlite:///{user / 'xaiopt.db'}")
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(done) == 1 and len(done[0].values) == 4

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -99,6 +99,8 @@ class Recommendation:
     method: str = "score"
     # the other method's choice and how far the two orderings of the settings agree (method_agreement)
     agreement: dict[str, Any] | None = None
+    # each metric against the study's reference explanations, and which metrics decide (analysis/sanity.py)
+    sanity: dict[str, Any] | None = None
 
     @property
     def best(self) -> Setting:
@@ -279,7 +281,7 @@ def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: P
                      f"recommendation (other weights, or trials added since): run `xaiopt study validate "
                      f"{loaded.study.study_name}` again.")
         validation = None
-    return Recommendation(
+    rec = Recommendation(
         validation=validation,
         study=loaded.study.study_name, metrics=list(metrics), directions=dict(zip(metrics, directions)),
         metric_categories=dict(zip(metrics, categories)), weights=weights, complete_trials=len(complete),
@@ -288,6 +290,10 @@ def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: P
         samples=samples, resamples=resamples, confidence=confidence, seed=seed, pareto_size=int(front.sum()),
         notes=notes, method=method, agreement=agreement,
     )
+    from xaiopt.analysis.sanity import sanity_check
+
+    check = sanity_check(loaded, rec, scorer=scorer, resamples=resamples, confidence=confidence, seed=seed)
+    return replace(rec, sanity=None if check is None else check.to_dict())
 
 
 def method_agreement(values: np.ndarray, scorer: Scorer, numbers: list[int], *, method: str,

@@ -179,7 +179,14 @@ def _setting_block(s: "Setting", rec: "Recommendation") -> list[str]:
 def render_text(rec: "Recommendation") -> str:
     # no breaks at hyphens: "per-sample" and "runner-up" stay whole
     out = [textwrap.fill(_paragraph(rec), _WIDTH, break_on_hyphens=False), "",
-           textwrap.fill(_rule(rec), _WIDTH, break_on_hyphens=False), "", f"Top {len(rec.top)}:"]
+           textwrap.fill(_rule(rec), _WIDTH, break_on_hyphens=False), ""]
+    if rec.sanity is not None and rec.sanity["lines"]:
+        for line in rec.sanity["lines"]:
+            indent = "  " if line.startswith("  ") else ""
+            out += textwrap.wrap(line.strip(), _WIDTH, initial_indent=indent, subsequent_indent=indent + "    ",
+                                 break_on_hyphens=False)
+        out.append("")
+    out.append(f"Top {len(rec.top)}:")
     for s in rec.top:
         out += _setting_block(s, rec)
     if rec.compromise is not None and all(s.number != rec.compromise.number for s in rec.top):

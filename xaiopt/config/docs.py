@@ -135,6 +135,11 @@ MEANINGS: dict[str, str] = {
                                      "bounds the wait of any command (every other command, and a worker until it "
                                      "has read this setting); unset, a command waits 180 s once connected and not "
                                      "at all for a database it cannot reach at start.",
+    "runtime.references": "Score four reference explanations once per study (a random attribution, a Sobel edge "
+                          "map, the gradient, input x gradient), on the search samples with the study's metrics, "
+                          "before the first worker's first trial (the cost of about four trials). `study recommend` "
+                          "and the report then flag each metric that cannot tell the random reference from the "
+                          "recommended setting (docs/recommendation.md).",
     "fidelity": "Multi-fidelity trials (off when unset: every trial exact): a new setting is first scored on "
                 "the first `subset` search samples and pruned (state PRUNED, user attr `pruned` says why) when "
                 "one completed trial beats it on every metric by more than `z` standard errors of the paired "

@@ -545,6 +545,9 @@ class RuntimeConfig(_Strict):
     memory_format: Literal["auto", "channels_last", "contiguous"] = "auto"
     # how long a worker waits out an unreachable database before it gives up (xaiopt/study/resilient.py)
     storage_retry_seconds: float = 180.0
+    # score the reference explanations (random, Sobel, gradient, input x gradient) once per study, for
+    # the per-metric sanity check of the recommendation (xaiopt/analysis/sanity.py)
+    references: bool = True
 
     @field_validator("lrp_cache_mb", "score_cache_mb", "storage_retry_seconds")
     @classmethod

@@ -121,6 +121,22 @@ def _set_system_attr(trial: optuna.Trial, key: str, value: Any) -> None:
         storage.set_trial_system_attr(trial._trial_id, key, value)
 
 
+def _metric_scores(ctx: MetricContext, plan: list[tuple[str, Any, dict[str, Any]]], stage: "_Stage",
+                   seconds: dict[str, float]) -> dict[str, torch.Tensor]:
+    """Each metric's (N,) scores on ``ctx``, timed into ``seconds``; NaN/inf fails the evaluation."""
+    per_sample: dict[str, torch.Tensor] = {}
+    for name, info, params in plan:
+        stage.name = f"metric {name}"
+        t = time.perf_counter()
+        scores = info(ctx, **params)
+        seconds[f"metric:{name}"] = time.perf_counter() - t
+        finite = torch.isfinite(scores)
+        if not finite.all():
+            raise TrialFailed(f"metric {name} is NaN/inf for {int((~finite).sum())} of {len(scores)} samples")
+        per_sample[name] = scores
+    return per_sample
+
+
 class _Stage:
     """Where a trial's evaluation is (for the reason of a trial that fails there)."""
 
@@ -199,7 +215,6 @@ class Objective:
         # the trial's own attribution is chunked by the same rule as the metrics' passes
         per_pass = images_per_pass(model, x, budget=budget, images=len(x), cache=bench.cache)
         seconds: dict[str, float] = {}
-        per_sample: dict[str, torch.Tensor] = {}
         runtime = self.cfg.runtime
         # the engine keeps the forwards of the study's fixed inputs (batch, noise draws) across trials
         with explainer_for(spec, model, layers, low=bench.low, high=bench.high, batch_budget=per_pass,
@@ -224,18 +239,39 @@ class Objective:
             )
             # the metrics see the model the explainer is registered on (the twin for canonized
             # specs): the same function, and mprt randomises the very layers the rules sit on
-            for name, info, params in plan:
-                stage.name = f"metric {name}"
-                t = time.perf_counter()
-                scores = info(ctx, **params)
-                seconds[f"metric:{name}"] = time.perf_counter() - t
-                finite = torch.isfinite(scores)
-                if not finite.all():
-                    raise TrialFailed(
-                        f"metric {name} is NaN/inf for {int((~finite).sum())} of {len(scores)} samples"
-                    )
-                per_sample[name] = scores
+            per_sample = _metric_scores(ctx, plan, stage, seconds)
         return per_sample, seconds, attributions
+
+    def evaluate_reference(self, name: str) -> tuple[dict[str, torch.Tensor], float]:
+        """Each metric's (N,) scores of reference explanation ``name`` (:mod:`xaiopt.objective.references`)
+        on the plain model and the study's search samples, and the seconds it took; the metrics score it
+        as they score a trial (randomization re-explains a randomized model with the same reference).
+        Raises :class:`TrialFailed` as :meth:`evaluate_per_sample` does."""
+        from xaiopt.objective.references import reference_explainer
+
+        bench, budget, runtime = self.bench, self.cfg.runtime.batch_budget, self.cfg.runtime
+        model, _ = bench.model_for(False)
+        stage = _Stage()
+        t0 = time.perf_counter()
+        try:
+            explain = reference_explainer(name, model, seed=self.cfg.seed, batch_budget=budget)
+            attributions = explain(bench.x, bench.y)
+
+            def explain_with(other: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+                return reference_explainer(name, other, seed=self.cfg.seed, batch_budget=budget)(x, targets)
+
+            ctx = MetricContext(
+                model=model, x=bench.x, y=bench.y, masks=bench.masks, logits=bench.logits,
+                attributions=attributions, explain=explain, seed=self.cfg.seed, cache=bench.cache,
+                batch_budget=budget, explain_with=explain_with, score_cache_mb=runtime.score_cache_mb,
+            )
+            per_sample = _metric_scores(ctx, self.plan, stage, {})
+        except (TrialFailed, XaioptError):
+            raise
+        except Exception as err:
+            raise TrialFailed(f"{describe_exception(err, models=[model])} during {stage.name} of the "
+                              f"{name} reference") from err
+        return per_sample, time.perf_counter() - t0
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...]:
         t0 = time.perf_counter()

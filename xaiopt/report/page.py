@@ -190,9 +190,34 @@ def _recommendation(rec: Recommendation) -> str:
                        f"<th>verdict</th></tr>{''.join(comp)}</table>")
     weights = ", ".join(f"{html.escape(c)} {w:g}" for c, w in rec.weights.items())
     return (f"{head}<p>{html.escape(paragraph)}</p><p class='how'><b>How it was chosen.</b> {html.escape(rule)}"
-            f"</p><p class='how'>Weights: {weights}.</p>{table}{comparisons}{_held_out(rec)}"
+            f"</p><p class='how'>Weights: {weights}.</p>{table}{comparisons}{_sanity(rec)}{_held_out(rec)}"
             f"<details><summary>The recommendation as text (as <code>xaiopt study recommend</code> prints it)"
             f"</summary><pre>{html.escape(rec.text())}</pre></details>")
+
+
+def _sanity(rec: Recommendation) -> str:
+    """Each metric against the reference explanations, and which metrics decide (xaiopt/analysis/sanity.py)."""
+    check = rec.sanity
+    if not check or not check["lines"]:
+        return ""
+    rows = []
+    for m in check["metrics"]:
+        interval = "" if m["low"] is None else f"[{m['low']:+.4g}, {m['high']:+.4g}]"
+        random = "" if m["random"] is None else _fmt(m["random"])
+        difference = "" if m["difference"] is None else f"{m['difference']:+.4g}"
+        places = ", ".join(f"{html.escape(n)} {p}" for n, p in m["places"].items())
+        verdict = ("<span class='verdict-indistinguishable'>flagged</span>" if m["flagged"] else
+                   "<span class='verdict-better'>random ranked below</span>")
+        rows.append(f"<tr><td>{html.escape(m['metric'])}</td><td class='num'>{_fmt(m['recommended'])}</td>"
+                    f"<td class='num'>{random}</td><td class='num'>{difference}</td><td class='num'>{interval}</td>"
+                    f"<td>{verdict}</td><td>{places} (of {m['of']})</td></tr>")
+    summary = [line for line in check["lines"] if line.startswith(("Flagged", "Decided by", "No single metric"))]
+    table = ("<div class='scroll'><table><tr><th>metric</th><th>recommended</th><th>random reference</th>"
+             "<th>difference (better &gt; 0)</th><th>interval</th><th>verdict</th><th>places among the settings"
+             f"</th></tr>{''.join(rows)}</table></div>") if rows else ""
+    return ("<h3>Does each metric earn its vote? (reference explanations scored once: "
+            f"{html.escape(', '.join(check['references']) or 'none')})</h3>{table}"
+            + "".join(f"<p class='how'>{html.escape(line)}</p>" for line in summary))
 
 
 def _held_out(rec: Recommendation) -> str:

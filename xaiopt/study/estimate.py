@@ -57,6 +57,12 @@ def measure_first_trial(name: str, *, storage: str, device: str | None = None) -
         total = float(seconds.pop("total", sum(seconds.values())))
         cost = {"device": device_name, "setting": f"trial {first.number}", "total": round(total, 3),
                 "seconds": {k.removeprefix("metric:"): round(float(v), 3) for k, v in seconds.items()}}
+    from xaiopt.study.manage import REFERENCES_ATTR
+
+    refs = loaded.study.user_attrs.get(REFERENCES_ATTR) or {}
+    spent = [float(r["seconds"]) for r in refs.values() if isinstance(r, dict) and "seconds" in r]
+    if spent:  # paid once, by the worker that scored them before this trial
+        cost["references"] = round(sum(spent), 3)
     loaded.study.set_user_attr(COST_ATTR, cost)
     return cost
 
@@ -102,4 +108,6 @@ def describe_cost(cost: dict[str, Any] | None, n_trials: int | None) -> str | No
     line = f"one trial ({cost['setting']}) measured on {cost['device']}: {total:.1f} s ({shown})"
     if n_trials:
         line += f"; the budget of {n_trials} trials: about {_duration(total * n_trials)} on one such worker"
+    if cost.get("references"):
+        line += f" (and, once, the reference explanations: {cost['references']:.1f} s)"
     return line

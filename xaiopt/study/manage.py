@@ -47,6 +47,8 @@ SPLIT_ATTR = "xaiopt:split"
 CANON_ATTR = "xaiopt:canonization"
 # {metric: category}: read commands weigh categories without importing the metric implementations
 CATEGORIES_ATTR = "xaiopt:metric_categories"
+# the reference explanations' scores, once per study (xaiopt/study/worker.py, xaiopt/analysis/sanity.py)
+REFERENCES_ATTR = "xaiopt:references"
 
 
 @dataclass

@@ -193,6 +193,30 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         interrupt.clear()
 
 
+def score_references(study: optuna.Study, objective: Objective) -> None:
+    """Score the study's reference explanations once (:mod:`xaiopt.objective.references`), unless they are
+    stored already or the config says ``runtime.references: false``. Deterministic: two workers that
+    both score them write the same values. A reference that fails is stored with its reason."""
+    from xaiopt.metrics.packing import pack_scores
+    from xaiopt.objective.references import REFERENCES
+    from xaiopt.objective.trial import means
+    from xaiopt.study.manage import REFERENCES_ATTR
+
+    if not objective.cfg.runtime.references or study.user_attrs.get(REFERENCES_ATTR) is not None:
+        return
+    step("scoring the reference explanations once (%s) for the metrics' sanity check", ", ".join(REFERENCES))
+    out: dict[str, dict] = {}
+    for name in REFERENCES:
+        try:
+            scores, seconds = objective.evaluate_reference(name)
+        except TrialFailed as err:
+            out[name] = {"failed": str(err)}
+            log.warning("reference explanation %s not scored: %s", name, err)
+            continue
+        out[name] = {"values": means(scores), "scores": pack_scores(scores), "seconds": round(seconds, 3)}
+    study.set_user_attr(REFERENCES_ATTR, out)
+
+
 @dataclass
 class WorkerResult:
     loaded: LoadedStudy
@@ -311,6 +335,7 @@ def _run_worker(name: str, *, storage: str | None, n_trials: int | None, until_d
             seed += zlib.crc32(worker_id.encode()) % 1_000_003
         study.sampler = make_sampler(cfg.sampler, objective.space, seed=seed)
         budgeted = BudgetedObjective(objective, study, budget, worker_id)
+        score_references(study, objective)
         stack.enter_context(_sigterm_as_interrupt())
         line = None
         if handler is not None:

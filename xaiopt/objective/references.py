@@ -1,0 +1,75 @@
+"""Reference explanations: what a study's metrics score when no search is involved.
+
+Every study scores these once, on its evaluation batch, with its own metrics (study user attr
+``xaiopt:references``): a metric that ranks the random reference as high as the recommended LRP setting
+cannot tell an explanation from noise on this model and data (Miro-Nicolau et al., 2024), and its vote
+deserves a flag (:mod:`xaiopt.analysis.sanity`).
+
+- ``random``: standard normal noise, one fresh draw per call (seeded by the study's seed).
+- ``sobel``: the magnitude of the Sobel gradient of the input, channels summed: an edge detector that
+  ignores the model and the class.
+- ``gradient``: the gradient of the target logit by the input, channels summed (signed).
+- ``input_x_gradient``: input times that gradient, channels summed.
+
+Each is an explain function ``explain(x, targets) -> (N, 1, H, W)`` as the trials' LRP explainer is,
+batched by ``batch_budget`` images, so every metric (randomization included: it re-explains a
+randomized copy of the model) scores it the way it scores a trial.
+
+Example::
+
+    explain = reference_explainer("gradient", model, seed=0, batch_budget=64)
+    relevance = explain(x, y)              # (N, 1, H, W)
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+REFERENCES = ("random", "sobel", "gradient", "input_x_gradient")
+
+_SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
+
+
+def sobel(x: Tensor) -> Tensor:
+    """(N, C, H, W) -> (N, 1, H, W): sum over channels of sqrt(gx^2 + gy^2), replicate padding."""
+    kx = _SOBEL_X.to(device=x.device, dtype=x.dtype)
+    kernel = torch.stack([kx, kx.T])[:, None]  # (2, 1, 3, 3): d/dx, d/dy
+    flat = F.pad(x.reshape(-1, 1, *x.shape[2:]), (1, 1, 1, 1), mode="replicate")
+    g = F.conv2d(flat, kernel)  # (N*C, 2, H, W)
+    magnitude = g.pow(2).sum(1).sqrt().reshape(x.shape)
+    return magnitude.sum(1, keepdim=True)
+
+
+def _gradient(model: nn.Module, x: Tensor, targets: Tensor, *, times_input: bool) -> Tensor:
+    with torch.enable_grad():
+        inp = x.detach().clone().requires_grad_(True)
+        out = model(inp)
+        picked = out.gather(1, targets.to(out.device).long().view(-1, 1)).sum()
+        (grad,) = torch.autograd.grad(picked, inp)
+    rel = grad * inp.detach() if times_input else grad
+    return rel.sum(1, keepdim=True).detach()
+
+
+def reference_explainer(name: str, model: nn.Module, *, seed: int, batch_budget: int
+                        ) -> Callable[[Tensor, Tensor], Tensor]:
+    """The explain function of reference ``name`` (one of :data:`REFERENCES`) on ``model``."""
+    if name not in REFERENCES:
+        raise ValueError(f"unknown reference explanation {name!r} (valid: {', '.join(REFERENCES)})")
+    generator = torch.Generator().manual_seed(seed)
+
+    def one(x: Tensor, targets: Tensor) -> Tensor:
+        if name == "random":
+            noise = torch.randn((x.shape[0], 1, *x.shape[2:]), generator=generator, dtype=torch.float32)
+            return noise.to(device=x.device, dtype=x.dtype)
+        if name == "sobel":
+            return sobel(x.detach())
+        return _gradient(model, x, targets, times_input=name == "input_x_gradient")
+
+    def explain(x: Tensor, targets: Tensor) -> Tensor:
+        return torch.cat([one(xc, tc) for xc, tc in zip(x.split(batch_budget), targets.split(batch_budget))])
+
+    return explain
