@@ -19,10 +19,12 @@ from xaiopt.errors import ConfigError, StudyExistsError
 from xaiopt.objective import get_benchmark
 from xaiopt.objective.attrs import baseline, heatmap_artifact, spec_dict
 from xaiopt.objective.explain import explainer_for
+from xaiopt.objective.references import REFERENCES
 from xaiopt.space import ExplainerSpec
 from xaiopt.space.spec import GroupRule
 from xaiopt.study import pareto_rows, per_sample_scores
 from xaiopt.study.attribute import attribute_settings
+from xaiopt.study.manage import REFERENCES_ATTR
 from xaiopt.zoo import load_model
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
@@ -188,7 +190,10 @@ def test_a_custom_objective_runs_once_per_trial_with_its_directions(tmp_path):
     assert study.metric_names == ["sparseness", "api_inside", "api_total"]
     assert [d.name.lower() for d in study.directions] == ["maximize", "maximize", "minimize"]
     distinct = {str(spec_dict(t)) for t in study.trials}
-    assert len(CALLS) == len(distinct) and set(CALLS) == {4}  # once per computed trial, not per value
+    # once per computed trial, not per value, and once for each reference explanation the study scores
+    assert len(CALLS) == len(distinct) + len(REFERENCES) and set(CALLS) == {4}
+    refs = study.user_attrs[REFERENCES_ATTR]
+    assert all(set(refs[r]["values"]) == {"sparseness", "api_inside", "api_total"} for r in REFERENCES)
     t = study.trials[0]
     got = attribute_settings(loaded, [spec_dict(t)], images=4, device="cpu")
     a = got.attributions[0].double()

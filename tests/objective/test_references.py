@@ -44,14 +44,22 @@ def test_gradient_and_input_x_gradient_of_a_linear_model_by_hand():
     torch.testing.assert_close(ixg.flatten(1).sum(1), model(x).gather(1, y.view(-1, 1))[:, 0] - bias)
 
 
-def test_random_is_seeded_fresh_per_call_and_shaped_like_an_attribution():
-    x, y = torch.zeros(6, 3, 8, 8), torch.zeros(6, dtype=torch.long)
-    a = reference_explainer("random", nn.Identity(), seed=4, batch_budget=4)
-    b = reference_explainer("random", nn.Identity(), seed=4, batch_budget=4)
-    first, second = a(x, y), a(x, y)
-    assert first.shape == (6, 1, 8, 8)
-    torch.testing.assert_close(first, b(x, y))  # the same seed, the same draws
-    assert not torch.equal(first, second)  # each call draws anew (a robustness metric sees noise move)
+def test_random_is_a_deterministic_noise_of_the_input_and_the_target():
+    x = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    explain = reference_explainer("random", nn.Identity(), seed=4, batch_budget=4)
+    first = explain(x, y)
+    assert first.shape == (6, 1, 8, 8) and first.abs().max() <= 1
+    torch.testing.assert_close(first, explain(x, y))  # an explainer: the same call, the same map
+    torch.testing.assert_close(first[2:], explain(x[2:], y[2:]))  # each sample's own, whatever the batch
+    # another target, a perturbed input or another seed: another map, uncorrelated with the first
+    for other in (explain(x, (y + 1) % 4), explain(x + 0.01, y),
+                  reference_explainer("random", nn.Identity(), seed=5, batch_budget=4)(x, y)):
+        corr = np.corrcoef(first.flatten().numpy(), other.flatten().numpy())[0, 1]
+        assert abs(corr) < 0.15, corr
+    # spread like uniform noise on [-1, 1]: mean near 0, variance near 1/3
+    many = explain(torch.rand(64, 3, 16, 16, generator=torch.Generator().manual_seed(2)), torch.zeros(64).long())
+    assert abs(float(many.mean())) < 0.02 and abs(float(many.var()) - 1 / 3) < 0.02
     with pytest.raises(ValueError, match="valid: random, sobel, gradient, input_x_gradient"):
         reference_explainer("saliency", nn.Identity(), seed=0, batch_budget=1)
 

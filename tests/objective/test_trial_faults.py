@@ -122,7 +122,8 @@ def config(tmp_path: Path, model: str = "Flaky", metrics: list | None = None) ->
                   "epsilon": [1e-6, 0.1]},
         "metrics": metrics or ["sparseness"],
         "sampler": "random",
-        "runtime": {"heatmaps": 0},
+        # the reference explanations run the model before the first trial: the armed fault is the trial's
+        "runtime": {"heatmaps": 0, "references": False},
     }
     path = tmp_path / "faulty.yaml"
     path.write_text(yaml.safe_dump(cfg))

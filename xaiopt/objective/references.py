@@ -5,7 +5,9 @@ Every study scores these once, on its evaluation batch, with its own metrics (st
 cannot tell an explanation from noise on this model and data (Miro-Nicolau et al., 2024), and its vote
 deserves a flag (:mod:`xaiopt.analysis.sanity`).
 
-- ``random``: standard normal noise, one fresh draw per call (seeded by the study's seed).
+- ``random``: uniform noise in [-1, 1], a deterministic hash of the input, the target and the study's
+  seed: the same call gives the same map (as any explainer), while another target or a perturbed
+  input gives another one.
 - ``sobel``: the magnitude of the Sobel gradient of the input, channels summed: an edge detector that
   ignores the model and the class.
 - ``gradient``: the gradient of the target logit by the input, channels summed (signed).
@@ -44,6 +46,18 @@ def sobel(x: Tensor) -> Tensor:
     return magnitude.sum(1, keepdim=True)
 
 
+def random_map(x: Tensor, targets: Tensor, *, seed: int) -> Tensor:
+    """(N, C, H, W), (N,) -> (N, 1, H, W) uniform noise in [-1, 1] that depends only on each sample's
+    values, its target and ``seed`` (a sine hash of a fixed random projection of the sample; float64)."""
+    n, h, w = x.shape[0], x.shape[2], x.shape[3]
+    projection = torch.randn(x.shape[1:], generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    key = (x.detach().to(torch.float64) * projection.to(x.device)).flatten(1).sum(1)
+    key = key + 0.6180339887 * targets.to(device=x.device, dtype=torch.float64) + 0.1 * seed
+    pixel = torch.arange(h * w, device=x.device, dtype=torch.float64)
+    u = torch.frac(torch.sin(key[:, None] * 12.9898 + pixel[None, :] * 78.233).abs() * 43758.5453)
+    return (2.0 * u - 1.0).view(n, 1, h, w).to(x.dtype)
+
+
 def _gradient(model: nn.Module, x: Tensor, targets: Tensor, *, times_input: bool) -> Tensor:
     with torch.enable_grad():
         inp = x.detach().clone().requires_grad_(True)
@@ -59,12 +73,10 @@ def reference_explainer(name: str, model: nn.Module, *, seed: int, batch_budget:
     """The explain function of reference ``name`` (one of :data:`REFERENCES`) on ``model``."""
     if name not in REFERENCES:
         raise ValueError(f"unknown reference explanation {name!r} (valid: {', '.join(REFERENCES)})")
-    generator = torch.Generator().manual_seed(seed)
 
     def one(x: Tensor, targets: Tensor) -> Tensor:
         if name == "random":
-            noise = torch.randn((x.shape[0], 1, *x.shape[2:]), generator=generator, dtype=torch.float32)
-            return noise.to(device=x.device, dtype=x.dtype)
+            return random_map(x, targets, seed=seed)
         if name == "sobel":
             return sobel(x.detach())
         return _gradient(model, x, targets, times_input=name == "input_x_gradient")
