@@ -159,7 +159,9 @@ def test_every_command_in_an_outage_is_one_line_and_exit_75_and_writes_nothing(t
     assert optuna.get_all_study_names(pg_url) == ["cmd"]
     assert [(t.number, t.state) for t in study.get_trials()] == before
     took = {label: round(r[1], 1) for label, r in ran.items()}
-    assert max(took.values()) < RETRY + 15, took
+    # the guarantee: $XAIOPT_STORAGE_RETRY_SECONDS bounds the wait, not the study's 120 s; the rest is 14
+    # interpreters starting at once (those that load torch took 25 s on a loaded 2-core machine)
+    assert max(took.values()) < RETRY + 60, took
     print(f"outage commands: {len(ran)} commands, exit 75 each, seconds {took}")
 
 
