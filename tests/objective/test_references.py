@@ -106,3 +106,13 @@ def test_references_can_be_switched_off(tmp_path):
     create_study(parse_config({**CFG, "runtime": {"heatmaps": 0, "references": False}}), storage=url)
     loaded = optimize("refs", storage=url, n_trials=1, device="cpu")
     assert REFERENCES_ATTR not in loaded.study.user_attrs
+
+
+def test_references_wait_until_the_budget_is_done(tmp_path):
+    url = f"sqlite:///{tmp_path / 'b.db'}"
+    create_study(parse_config({**CFG, "n_trials": 3}), storage=url)
+    partial = optimize("refs", storage=url, n_trials=1, device="cpu")
+    # nobody waits for them before the first trials: one of three done, none scored
+    assert REFERENCES_ATTR not in partial.study.user_attrs
+    done = optimize("refs", storage=url, device="cpu")
+    assert list(done.study.user_attrs[REFERENCES_ATTR]) == list(REFERENCES)

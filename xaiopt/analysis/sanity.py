@@ -119,6 +119,10 @@ def sanity_check(loaded: LoadedStudy, rec: Any, *, scorer: Any = None, resamples
     ours = per_sample_scores(best_trial)
     lines: list[str] = []
     rows: list[MetricSanity] = []
+    if not scored:
+        why = ("runtime.references: false" if not loaded.config.runtime.references else
+               "the worker that completes the budget scores them once")
+        lines.append(f"Reference explanations not scored yet ({why}): no per-metric sanity check.")
     if scored:
         names = list(scored)
         lines.append(f"Reference explanations scored once on the same samples ({', '.join(names)}), against the "

@@ -137,7 +137,7 @@ MEANINGS: dict[str, str] = {
                                      "at all for a database it cannot reach at start.",
     "runtime.references": "Score four reference explanations once per study (a random attribution, a Sobel edge "
                           "map, the gradient, input x gradient), on the search samples with the study's metrics, "
-                          "before the first worker's first trial (the cost of about four trials). `study recommend` "
+                          "when the budget is done (the cost of about four trials). `study recommend` "
                           "and the report then flag each metric that cannot tell the random reference from the "
                           "recommended setting (docs/recommendation.md).",
     "fidelity": "Multi-fidelity trials (off when unset: every trial exact): a new setting is first scored on "

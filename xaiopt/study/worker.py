@@ -195,8 +195,10 @@ def _sigterm_as_interrupt() -> Iterator[None]:
 
 def score_references(study: optuna.Study, objective: Objective) -> None:
     """Score the study's reference explanations once (:mod:`xaiopt.objective.references`), unless they are
-    stored already or the config says ``runtime.references: false``. Deterministic: two workers that
-    both score them write the same values. A reference that fails is stored with its reason."""
+    stored already or the config says ``runtime.references: false``. The worker that finds the budget
+    done calls it (any worker of a study without a budget, when it stops): they cost about four trials,
+    which nobody should wait for before the first one. Deterministic: two workers that both score them
+    write the same values. A reference that fails is stored with its reason."""
     from xaiopt.metrics.packing import pack_scores
     from xaiopt.objective.references import REFERENCES
     from xaiopt.objective.trial import means
@@ -335,7 +337,6 @@ def _run_worker(name: str, *, storage: str | None, n_trials: int | None, until_d
             seed += zlib.crc32(worker_id.encode()) % 1_000_003
         study.sampler = make_sampler(cfg.sampler, objective.space, seed=seed)
         budgeted = BudgetedObjective(objective, study, budget, worker_id)
-        score_references(study, objective)
         stack.enter_context(_sigterm_as_interrupt())
         line = None
         if handler is not None:
@@ -400,6 +401,9 @@ def _run_worker(name: str, *, storage: str | None, n_trials: int | None, until_d
                     _report(line, study, budgeted.last, time.perf_counter() - started, budget, n_trials, ran)
         presence.raise_if_deleted()
         status = budget_status(study)
+        if budget is None or status.finished >= budget:
+            # once the study's trials are done (not before the first: a user waits for that one)
+            score_references(study, objective)
     return WorkerResult(loaded=loaded, ran=ran, status=status)
 
 
