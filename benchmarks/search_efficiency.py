@@ -1,21 +1,39 @@
-"""Search efficiency: how many trials each sampler needs to reach the exhaustive grid's Pareto front.
+"""Search efficiency: how close each sampler's recommendation gets to the exhaustive grid's best, and how
+much of the grid's Pareto front it reaches.
 
-The quickstart study (studies/quickstart.yaml: benchmark:vgg, its data and six metrics) over a grid
-small enough to evaluate exhaustively: canonize on/off x gamma {0, 0.25, 1, 10} on each of the four
-layer groups (conv1..conv3, classifier), first layer zbox: 2 x 4^4 = 512 settings. The grid is
-evaluated ONCE (about 1.7 s a setting on one core) and cached in benchmarks/data/ with a key of the
-config and the layer groups (xaiopt.analysis.replay); a changed grid or config is evaluated again.
-Every sampler then runs on the replayed grid (xaiopt.analysis.replay.GridReplay: the real
-define-by-run space, cached values, no model pass) for budgets of 5 / 10 / 20 / 40 % of the grid
-over several seeds; the score is the hypervolume of what it found as a share of the exhaustive
-grid's (xaiopt.analysis.hypervolume.hypervolume_fraction), for the six metrics, a two-metric and a
-three-metric study. Writes docs/search_efficiency.json, docs/search_efficiency.md (the table) and
+Two grids of the quickstart study (studies/quickstart.yaml: benchmark:vgg, its data and six
+metrics), small enough to evaluate exhaustively:
+
+- ``gamma`` (512 settings): canonize on/off x gamma {0, 0.25, 1, 10} on each of the four layer
+  groups (conv1..conv3, classifier), first layer zbox: 2 x 4^4. Cached in
+  benchmarks/data/search_grid.json and search_grid_per_sample.json.
+- ``rules`` (1024 settings, where the decision is hard): the rule chosen per layer group from gamma
+  (0.25), epsilon (0.01), zplus and flat, first layer zbox or flat, canonize on/off: 4^4 x 2 x 2.
+  Cached in benchmarks/data/search_grid_rules.json and search_grid_rules_per_sample.json.
+
+Each grid is evaluated ONCE through the real trial evaluation (resumable from a partial cache) and
+cached with a key of the config and the layer groups (xaiopt.analysis.replay); a changed grid or
+config is evaluated again. Every sampler then runs on the replayed grid
+(xaiopt.analysis.replay.GridReplay: the real define-by-run space, cached values, no model pass)
+for budgets given as shares of the grid over several seeds. Two scores per budget:
+
+- the headline, the **decision regret** (:func:`decision_regret`; six-metric study): the grid's
+  best weighted score minus the grid score of the setting the study would recommend from what it
+  found (``study recommend``'s Scorer fitted on the settings found), for equal weights and two
+  ``--prefer`` weightings (WEIGHTINGS), and whether that recommendation is the grid's best or
+  indistinguishable from it (paired bootstrap over the per-sample scores, 1000 resamples);
+- the share of the grid's hypervolume the settings found dominate
+  (xaiopt.analysis.hypervolume.hypervolume_fraction), for the six metrics, a two-metric and a
+  three-metric study.
+
+Writes docs/search_efficiency.json, docs/search_efficiency.md (the tables) and
 docs/search_efficiency.html / .png (the figure).
 
 Not a test.
 
-    .venv/bin/python benchmarks/search_efficiency.py --evaluate-only   # the grid (once, ~15 min)
-    .venv/bin/python benchmarks/search_efficiency.py                   # replay every sampler
+    .venv/bin/python benchmarks/search_efficiency.py --grid gamma rules --evaluate-only   # the grids (once)
+    .venv/bin/python benchmarks/search_efficiency.py --grid gamma rules --samplers tpe nsga2 nsga3 random qmc \\
+        --studies "six metrics" --shares 0.05 0.1 0.2 --render                            # regret and hypervolume
     .venv/bin/python benchmarks/search_efficiency.py --samplers tpe --sampler-params '{"n_startup_trials": 16}'
 """
 from __future__ import annotations
@@ -53,9 +71,37 @@ def grid_study_config():
     return parse_config(d)
 
 
-def evaluate_grid(cfg, *, log=print) -> GridCache:
+HARD_RULES = ["gamma", "epsilon", "zplus", "flat"]
+
+
+def hard_grid_study_config():
+    """The second grid, where the decision is hard: the quickstart config with the rule chosen per
+    layer group (conv1..conv3, classifier) from gamma (0.25), epsilon (0.01), zplus and flat, first
+    layer zbox or flat, canonize on/off: 4^4 x 2 x 2 = 1024 settings."""
+    d = yaml.safe_load((ROOT / "studies" / "quickstart.yaml").read_text())
+    d["space"] = {"canonize": [True, False], "first_layer": ["zbox", "flat"], "layer_groups": 3,
+                  "rules": HARD_RULES, "gamma": [0.25], "epsilon": [0.01]}
+    d["device"] = "cpu"
+    d["runtime"]["heatmaps"] = 0
+    d["baselines"] = []
+    return parse_config(d)
+
+
+# name -> (config, cache file, per-sample file)
+GRIDS = {
+    "gamma": (grid_study_config, CACHE, PER_SAMPLE),
+    "rules": (hard_grid_study_config, DATA / "search_grid_rules.json", DATA / "search_grid_rules_per_sample.json"),
+}
+
+
+def _paths(cache_path: Path | None, per_sample_path: Path | None) -> tuple[Path, Path]:
+    return (cache_path or CACHE), (per_sample_path or PER_SAMPLE)
+
+
+def evaluate_grid(cfg, *, log=print, cache_path: Path | None = None, per_sample_path: Path | None = None) -> GridCache:
     """Every grid point through the real trial evaluation; saves progress and resumes a partial cache."""
-    partial, partial_ps = DATA / "search_grid.partial.json", DATA / "search_grid_per_sample.partial.json"
+    cache_path, per_sample_path = _paths(cache_path, per_sample_path)
+    partial, partial_ps = cache_path.with_suffix(".partial.json"), per_sample_path.with_suffix(".partial.json")
     done = GridCache.load(partial, partial_ps) if partial.exists() else None
     t0 = time.perf_counter()
 
@@ -66,24 +112,26 @@ def evaluate_grid(cfg, *, log=print) -> GridCache:
             log(f"{k}/{total} points, {time.perf_counter() - t0:.0f} s")
 
     cache = replay_evaluate(cfg, device="cpu", done=done, on_point=progress)
-    cache.save(CACHE, PER_SAMPLE)
+    cache.save(cache_path, per_sample_path)
     partial.unlink(missing_ok=True)
     partial_ps.unlink(missing_ok=True)
     return cache
 
 
-def load_or_evaluate(cfg, *, log=print) -> GridCache:
+def load_or_evaluate(cfg, *, log=print, cache_path: Path | None = None,
+                     per_sample_path: Path | None = None) -> GridCache:
     """The cached grid when its key matches this config and grid; evaluated (again) otherwise."""
     from xaiopt.objective.benchmark import get_benchmark
 
+    cache_path, per_sample_path = _paths(cache_path, per_sample_path)
     layers = get_benchmark(cfg, torch.device("cpu"), "search").layers
     key = grid_key(cfg, layers)
-    if CACHE.exists():
-        cache = GridCache.load(CACHE, PER_SAMPLE)
+    if cache_path.exists():
+        cache = GridCache.load(cache_path, per_sample_path)
         if cache.key == key:
             return cache
-        log(f"{CACHE.name} was evaluated for another grid or config: evaluating again")
-    return evaluate_grid(cfg, log=log)
+        log(f"{cache_path.name} was evaluated for another grid or config: evaluating again")
+    return evaluate_grid(cfg, log=log, cache_path=cache_path, per_sample_path=per_sample_path)
 
 
 STUDIES = {
@@ -93,11 +141,85 @@ STUDIES = {
 }
 SAMPLERS = ["tpe", "nsga2", "nsga3", "gp", "random", "qmc"]
 SHARES = [0.05, 0.10, 0.20, 0.40]
+REGRET_SHARES = [0.05, 0.10, 0.20]
+# the recommendation's category weights (`xaiopt study recommend --prefer ...`); None: equal
+WEIGHTINGS = {"equal": None, "faithfulness=3": "faithfulness=3",
+              "localization=2,complexity=0.5": "localization=2,complexity=0.5"}
 
 
-def replay_run(cache: GridCache, sampler: str, params: dict, seed: int, metrics, budgets: list[int]) -> dict:
+def decision_regret(values, found, *, directions, categories, weights, per_sample=None, metrics=None,
+                    resamples: int = 1000, seed: int = 0) -> dict:
+    """How much worse the setting a study would recommend from what it found is than the grid's best.
+
+    ``values``: (N, M) metric vectors of every grid setting; ``found``: grid indices of the settings
+    the search evaluated, in the order it first evaluated them (repeats ignored); ``directions``,
+    ``categories`` and ``weights`` as :class:`xaiopt.analysis.scoring.Scorer` takes them;
+    ``per_sample``: (N, M, S) per-sample scores or None.
+
+    The grid's score is a Scorer fitted on all N settings. The study's recommendation is the argmax
+    of a Scorer fitted on the found settings only (as ``study recommend`` normalizes over the study's
+    distinct settings; ties: the earliest found). ``regret`` = the grid's best score - the grid score
+    of that recommendation (0: the grid's best, or one scoring as well). ``indistinguishable``: the
+    recommendation is the grid's best setting, or the paired bootstrap of the two (the grid's
+    Scorer, ``resamples``, ``seed``) says 'indistinguishable'; None without per-sample scores.
+    """
+    import numpy as np
+
+    from xaiopt.analysis.bootstrap import paired_bootstrap, verdict
+    from xaiopt.analysis.scoring import Scorer
+
+    values = np.asarray(values, dtype=np.float64)
+    metrics = list(metrics) if metrics is not None else [f"m{j}" for j in range(values.shape[1])]
+    seen = list(dict.fromkeys(int(i) for i in found))
+    if not seen:
+        raise ValueError("decision_regret: no setting found")
+    kw = {"metrics": metrics, "directions": list(directions), "categories": list(categories),
+          "weights": dict(weights)}
+    grid_scorer = Scorer.fit(values, **kw)
+    grid_scores = grid_scorer.score(values)
+    best = int(np.argmax(grid_scores))  # the first of equal maxima
+    own = Scorer.fit(values[seen], **kw).score(values[seen])
+    chosen = seen[int(np.argmax(own))]  # np.argmax: the earliest found of equal scores
+    regret = float(grid_scores[best] - grid_scores[chosen])
+    indist: bool | None
+    if chosen == best:
+        indist = True
+    elif per_sample is None:
+        indist = None
+    else:
+        ps = np.asarray(per_sample, dtype=np.float64)
+        a = {m: ps[best, j] for j, m in enumerate(metrics)}
+        b = {m: ps[chosen, j] for j, m in enumerate(metrics)}
+        diff = paired_bootstrap(a, b, grid_scorer, observed_a=values[best], observed_b=values[chosen],
+                                resamples=resamples, seed=seed)
+        indist = None if diff is None else verdict(diff) == "indistinguishable"
+    return {"regret": regret, "best": best, "chosen": chosen, "best_score": float(grid_scores[best]),
+            "chosen_score": float(grid_scores[chosen]), "indistinguishable": indist}
+
+
+def regret_inputs(cache: GridCache, metrics=None) -> dict:
+    """decision_regret's keyword arguments for ``cache`` (a metric subset: its columns), per weighting."""
+    import numpy as np
+
+    from xaiopt.analysis.preferences import category_weights
+    from xaiopt.metrics import get_metric
+
+    names = list(metrics or cache.metrics)
+    cols = [cache.metrics.index(m) for m in names]
+    categories = [get_metric(m).category for m in names]
+    present = list(dict.fromkeys(categories))
+    per_sample = (np.asarray(cache.per_sample, dtype=np.float64)[:, cols] if cache.per_sample else None)
+    base = {"directions": [cache.directions[j] for j in cols], "categories": categories, "metrics": names,
+            "per_sample": per_sample}
+    return {w: dict(base, weights=category_weights(prefer, present=present)) for w, prefer in WEIGHTINGS.items()}
+
+
+def replay_run(cache: GridCache, sampler: str, params: dict, seed: int, metrics, budgets: list[int],
+               regret: dict | None = None) -> dict:
     """One sampler run of max(budgets) trials on the replayed grid; the share of the grid's hypervolume
-    and the distinct settings (model passes) after each budget."""
+    and the distinct settings (model passes) after each budget; with ``regret`` (regret_inputs) also
+    the decision regret and whether the recommendation is indistinguishable from the grid's best,
+    per weighting and budget."""
     from xaiopt.analysis.hypervolume import hypervolume_fraction
     from xaiopt.analysis.replay import GridReplay
     from xaiopt.config import SamplerConfig
@@ -116,6 +238,11 @@ def replay_run(cache: GridCache, sampler: str, params: dict, seed: int, metrics,
         seen = sorted(set(replay.asked[:b]))
         out["hv"].append(hypervolume_fraction(grid[seen], grid, directions=replay.directions))
         out["distinct"].append(len(seen))
+    for w, kw in (regret or {}).items():
+        rs = [decision_regret(grid, replay.asked[:b], **kw) for b in budgets]
+        out.setdefault("regret", {})[w] = [r["regret"] for r in rs]
+        out.setdefault("indistinguishable", {})[w] = [r["indistinguishable"] for r in rs]
+        out.setdefault("chosen", {})[w] = [r["chosen"] for r in rs]
     return out
 
 
@@ -147,18 +274,27 @@ def oracle(cache: GridCache, metrics, budgets: list[int]) -> list[float]:
 
 
 def replay_all(cache: GridCache, *, samplers, params: dict, seeds: int, studies, shares=SHARES,
-               with_oracle: bool = False, log=print) -> dict:
+               with_oracle: bool = False, with_regret: bool = True, log=print) -> dict:
     n = len(cache.specs)
     budgets = [max(1, round(s * n)) for s in shares]
     results = {"grid_points": n, "budgets": budgets, "shares": list(shares), "seeds": seeds, "params": params,
                "runs": {}}
     for study in studies:
+        # the decision regret: the six-metric study only (the recommendation's own metrics)
+        regret = regret_inputs(cache, STUDIES[study]) if with_regret and study == "six metrics" else None
+        if regret:
+            results["regret_grid"] = {}
+            for w, kw in regret.items():
+                r = decision_regret(cache.array(), range(n), **{k: v for k, v in kw.items() if k != "per_sample"})
+                results["regret_grid"][w] = {"best": r["best"], "best_label": cache.specs[r["best"]].describe(),
+                                             "weights": kw["weights"]}
         for sampler in samplers:
             runs = []
             for seed in range(seeds):
-                runs.append(replay_run(cache, sampler, params, seed, STUDIES[study], budgets))
+                runs.append(replay_run(cache, sampler, params, seed, STUDIES[study], budgets, regret=regret))
                 log(f"{study:14s} {sampler:7s} seed {seed}: hv {[round(h, 3) for h in runs[-1]['hv']]} "
-                    f"distinct {runs[-1]['distinct']} ({runs[-1]['sampler_seconds']} s)")
+                    f"distinct {runs[-1]['distinct']} ({runs[-1]['sampler_seconds']} s)"
+                    + (f" regret {[round(x, 4) for x in runs[-1]['regret']['equal']]}" if regret else ""))
             results["runs"].setdefault(study, {})[sampler] = runs
         if not with_oracle:
             continue
@@ -201,6 +337,55 @@ def table(results: dict, *, label: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def regret_table(results: dict, *, shares=REGRET_SHARES) -> str:
+    """Markdown: per weighting, the decision regret (median [min-max] over seeds) per sampler and budget,
+    and in how many seeds the recommendation is indistinguishable from the grid's best."""
+    ks = [k for k, s in enumerate(results["shares"]) if any(abs(s - t) < 1e-9 for t in shares)]
+    budgets, seeds = results["budgets"], results["seeds"]
+    study = next((st for st, by in results["runs"].items() if any("regret" in r for rs in by.values() for r in rs)),
+                 None)
+    if study is None:
+        return ""
+    lines = []
+    for w, grid in results.get("regret_grid", {}).items():
+        lines += [f"**{w}** (`--prefer {w}`)" if w != "equal" else "**equal weights**", "",
+                  f"grid's best: {grid['best_label']}", "",
+                  "| sampler | " + " | ".join(f"{budgets[k]} trials ({results['shares'][k]:.0%})" for k in ks) + " |",
+                  "|---|" + "---|" * len(ks)]
+        for sampler, runs in results["runs"][study].items():
+            cells = []
+            for k in ks:
+                med, lo, hi = _stats([r["regret"][w][k] for r in runs])
+                same = sum(bool(r["indistinguishable"][w][k]) for r in runs)
+                cells.append(f"{med:.3f} [{lo:.3f}-{hi:.3f}] {same}/{seeds}")
+            lines.append(f"| {sampler} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _grids(doc: dict) -> dict:
+    """{grid name: results}; a single-grid result (no ``grids``) as the gamma grid."""
+    return doc["grids"] if "grids" in doc else {"gamma": doc}
+
+
+GRID_TITLES = {"gamma": "gamma grid (512 settings)", "rules": "rule-choice grid (1024 settings)"}
+
+
+def markdown(doc: dict) -> str:
+    """Per grid: the decision-regret tables (the headline), then the hypervolume table."""
+    lines = []
+    for name, results in _grids(doc).items():
+        lines += [f"### {GRID_TITLES.get(name, name)}", ""]
+        reg = regret_table(results)
+        if reg:
+            lines += [f"Decision regret (six metrics; grid's best weighted score - the grid score of the setting "
+                      f"the study would recommend from what it found; median [min-max] over {results['seeds']} "
+                      f"seeds; then the seeds whose recommendation is the grid's best or indistinguishable from "
+                      f"it by the paired bootstrap, 1000 resamples)", "", reg]
+        lines += ["Hypervolume", "", table(results)]
+    return "\n".join(lines)
+
+
 def figure(results: dict):
     """Plotly: the median share of the grid's hypervolume against trials, min-max band, a panel per study."""
     import plotly.graph_objects as go
@@ -232,14 +417,52 @@ def figure(results: dict):
     return fig
 
 
-def render(results: dict, stem: Path) -> None:
-    """``stem``.md (the table), ``stem``.html (the figure, plotly.js from its CDN) and ``stem``.png."""
+def regret_figure(doc: dict):
+    """Plotly: a row per grid; the median decision regret against trials per weighting (min-max band),
+    then the six-metric hypervolume share (the second figure)."""
+    import plotly.graph_objects as go
+    from plotly.colors import qualitative
+    from plotly.subplots import make_subplots
+
+    grids = _grids(doc)
+    weightings = list(WEIGHTINGS)
+    titles = []
+    for g in grids:
+        titles += [f"{g}: regret, {w}" for w in weightings] + [f"{g}: % hypervolume"]
+    fig = make_subplots(rows=len(grids), cols=len(weightings) + 1, subplot_titles=titles)
+    for row, results in enumerate(grids.values(), start=1):
+        budgets = results["budgets"]
+        study = "six metrics" if "six metrics" in results["runs"] else next(iter(results["runs"]))
+        for k, (sampler, runs) in enumerate(results["runs"][study].items()):
+            color = qualitative.Plotly[k % len(qualitative.Plotly)]
+            panels = [(c, [[r["regret"][w][j] for r in runs] for j in range(len(budgets))])
+                      for c, w in enumerate(weightings, start=1) if "regret" in runs[0]]
+            panels.append((len(weightings) + 1, [[100 * r["hv"][j] for r in runs] for j in range(len(budgets))]))
+            for c, per_budget in panels:
+                st = [_stats(v) for v in per_budget]
+                fig.add_trace(go.Scatter(x=budgets + budgets[::-1], y=[x[2] for x in st] + [x[1] for x in st][::-1],
+                                         fill="toself", line={"width": 0}, fillcolor=color, opacity=0.12,
+                                         hoverinfo="skip", showlegend=False, legendgroup=sampler), row=row, col=c)
+                fig.add_trace(go.Scatter(x=budgets, y=[x[0] for x in st], mode="lines+markers", name=sampler,
+                                         line={"color": color}, legendgroup=sampler,
+                                         showlegend=row == 1 and c == 1), row=row, col=c)
+        for c in range(1, len(weightings) + 2):
+            fig.update_xaxes(title_text="trials", type="log", tickvals=budgets, row=row, col=c)
+        fig.update_yaxes(title_text="decision regret", row=row, col=1)
+    fig.update_layout(width=1400, height=380 * len(grids) + 80, template="plotly_white",
+                      title="Samplers on the replayed quickstart grids: decision regret of the recommendation "
+                            "(lower is better) and % of the grid's hypervolume (median, min-max band)")
+    return fig
+
+
+def render(doc: dict, stem: Path) -> None:
+    """``stem``.md (the tables), ``stem``.html (the figure, plotly.js from its CDN) and ``stem``.png."""
     import tempfile
 
     from playwright.sync_api import sync_playwright
 
-    fig = figure(results)
-    stem.with_suffix(".md").write_text(table(results) + "\n")
+    fig = regret_figure(doc)
+    stem.with_suffix(".md").write_text(markdown(doc) + "\n")
     fig.write_html(stem.with_suffix(".html"), include_plotlyjs="cdn")
     with tempfile.TemporaryDirectory() as tmp:
         page_path = Path(tmp) / "fig.html"
@@ -248,7 +471,7 @@ def render(results: dict, stem: Path) -> None:
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True,
                                         args=["--no-sandbox", "--disable-gpu"])
             try:
-                page = browser.new_page(viewport={"width": 1300, "height": 480})
+                page = browser.new_page(viewport={"width": fig.layout.width, "height": fig.layout.height})
                 page.goto(page_path.as_uri())
                 page.wait_for_selector(".main-svg")
                 page.screenshot(path=str(stem.with_suffix(".png")), full_page=True)
@@ -419,6 +642,10 @@ def multi_fidelity_table(d: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--evaluate-only", action="store_true")
+    parser.add_argument("--grid", nargs="+", choices=list(GRIDS), default=["gamma"],
+                        help="the cached grid(s): gamma (512 settings), rules (the per-group rule choice, 1024); "
+                             "--evaluate-only, --multi-fidelity and --scalarization-ceiling use the first")
+    parser.add_argument("--no-regret", action="store_true", help="hypervolume only (no decision regret)")
     parser.add_argument("--samplers", nargs="*", default=SAMPLERS)
     parser.add_argument("--sampler-params", type=json.loads, default={},
                         help="JSON keyword arguments for every sampler named (on top of make_sampler's)")
@@ -447,11 +674,16 @@ def main() -> None:
         return
     torch.set_num_threads(1)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    cfg = grid_study_config()
-    cache = load_or_evaluate(cfg)
-    print(f"grid: {len(cache.specs)} points, {sum(cache.seconds):.0f} s of evaluation")
+    caches = {}
+    for name in args.grid:
+        make_cfg, cache_path, per_sample_path = GRIDS[name]
+        cfg = make_cfg()
+        caches[name] = load_or_evaluate(cfg, cache_path=cache_path, per_sample_path=per_sample_path)
+        print(f"{name} grid: {len(caches[name].specs)} points, {sum(caches[name].seconds):.0f} s of evaluation")
     if args.evaluate_only:
         return
+    cfg = GRIDS[args.grid[0]][0]()
+    cache = caches[args.grid[0]]
     import warnings
     warnings.simplefilter("ignore")
     if args.scalarization_ceiling:
@@ -488,9 +720,11 @@ def main() -> None:
                                         "command": " ".join(sys.argv[1:]), "runs": out}, indent=1))
         print(multi_fidelity_table(json.loads(args.out.read_text())))
         return
-    results = replay_all(cache, samplers=args.samplers, params=args.sampler_params, seeds=args.seeds,
-                         studies=args.studies, shares=args.shares,
-                         with_oracle=args.oracle)
+    grids = {name: replay_all(c, samplers=args.samplers, params=args.sampler_params, seeds=args.seeds,
+                              studies=args.studies, shares=args.shares, with_oracle=args.oracle,
+                              with_regret=not args.no_regret)
+             for name, c in caches.items()}
+    results = grids[args.grid[0]] if len(grids) == 1 and args.no_regret else {"grids": grids}
     results["command"] = " ".join(sys.argv[1:])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tmp = args.out.with_suffix(".tmp")
@@ -499,7 +733,7 @@ def main() -> None:
     print(f"wrote {args.out}")
     if args.render:
         render(results, args.out.with_suffix(""))
-    print(table(results))
+    print(markdown(results))
 
 
 if __name__ == "__main__":

@@ -65,6 +65,9 @@ def grid_config(cfg: StudyConfig) -> dict[str, Any]:
     # setting existed keep their key
     if not d["space"].get("params"):
         d["space"].pop("params", None)
+    # the transformer attention rules (space.attention, added later): absent while unset, for the same reason
+    if d["space"].get("attention") is None:
+        d["space"].pop("attention", None)
     return d
 
 
