@@ -73,6 +73,13 @@ def resample_indices(n: int, *, resamples: int, seed: int) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
 
 
+def percentile_interval(observed: float, draws: np.ndarray, confidence: float) -> Interval:
+    """The observed difference with the percentile interval of its bootstrap ``draws``."""
+    tail = 100 * (1 - confidence) / 2
+    low, high = np.percentile(draws, [tail, 100 - tail])
+    return Interval(float(observed), float(low), float(high))
+
+
 def _resampled_means(scores: Mapping[str, np.ndarray], observed: np.ndarray, metrics: tuple[str, ...],
                      idx: np.ndarray, paired: list[bool]) -> np.ndarray:
     out = np.empty((len(idx), len(metrics)))
@@ -106,14 +113,10 @@ def paired_bootstrap(scores_a: Mapping[str, np.ndarray], scores_b: Mapping[str, 
     idx = resample_indices(n, resamples=resamples, seed=seed)
     cat_a = scorer.category_scores(_resampled_means(scores_a, observed_a, metrics, idx, paired))
     cat_b = scorer.category_scores(_resampled_means(scores_b, observed_b, metrics, idx, paired))
-    tail = 100 * (1 - confidence) / 2
     obs_cat = scorer.category_scores(observed_a) - scorer.category_scores(observed_b)
-
-    def interval(observed: float, draws: np.ndarray) -> Interval:
-        low, high = np.percentile(draws, [tail, 100 - tail])
-        return Interval(float(observed), float(low), float(high))
-
-    score = interval(float(scorer.combine(obs_cat)), scorer.combine(cat_a) - scorer.combine(cat_b))
-    cats = {c: interval(float(obs_cat[k]), cat_a[:, k] - cat_b[:, k]) for k, c in enumerate(scorer.categories)}
+    score = percentile_interval(float(scorer.combine(obs_cat)), scorer.combine(cat_a) - scorer.combine(cat_b),
+                                confidence)
+    cats = {c: percentile_interval(float(obs_cat[k]), cat_a[:, k] - cat_b[:, k], confidence)
+            for k, c in enumerate(scorer.categories)}
     return PairedDifference(score=score, categories=cats, samples=n, resamples=resamples, confidence=confidence,
                             seed=seed, held_fixed=[m for m, p in zip(metrics, paired) if not p])

@@ -290,10 +290,10 @@ def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: P
         samples=samples, resamples=resamples, confidence=confidence, seed=seed, pareto_size=int(front.sum()),
         notes=notes, method=method, agreement=agreement,
     )
-    from xaiopt.analysis.sanity import sanity_check
+    from xaiopt.analysis.sanity import check_settings
 
-    check = sanity_check(loaded, rec, scorer=scorer, resamples=resamples, confidence=confidence, seed=seed)
-    return replace(rec, sanity=None if check is None else check.to_dict())
+    check = check_settings(loaded, rec, cands, values, scorer, resamples=resamples, confidence=confidence, seed=seed)
+    return replace(rec, sanity=check.to_dict())
 
 
 def method_agreement(values: np.ndarray, scorer: Scorer, numbers: list[int], *, method: str,

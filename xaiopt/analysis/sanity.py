@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from optuna.trial import TrialState
 
-from xaiopt.analysis.bootstrap import resample_indices
+from xaiopt.analysis.bootstrap import percentile_interval, resample_indices
 from xaiopt.metrics.packing import unpack_scores
 from xaiopt.objective.attrs import distinct_settings
 from xaiopt.study.manage import REFERENCES_ATTR, LoadedStudy
@@ -100,20 +100,31 @@ def leave_one_out(values: np.ndarray, numbers: list[int], scorer: Any) -> dict[s
     return out
 
 
-def sanity_check(loaded: LoadedStudy, rec: Any, *, scorer: Any = None, resamples: int = 2000,
-                 confidence: float = 0.95, seed: int = 0) -> SanityCheck | None:
+def sanity_check(loaded: LoadedStudy, rec: Any, *, resamples: int = 2000, confidence: float = 0.95,
+                 seed: int = 0) -> SanityCheck | None:
     """The per-metric check of ``rec`` (a :class:`~xaiopt.analysis.recommend.Recommendation` of ``loaded``)
-    against the study's reference explanations; None when the study scored none (created with
-    ``runtime.references: false``, or no worker has run yet)."""
-    stored = loaded.study.user_attrs.get(REFERENCES_ATTR) or {}
-    scored = {name: r for name, r in stored.items() if isinstance(r, dict) and "values" in r}
+    against the study's reference explanations, and the leave-one-out statement; None when the study
+    has no complete trial. :func:`~xaiopt.analysis.recommend.recommend` runs it on what it has read
+    already (:func:`check_settings`)."""
+    from xaiopt.analysis.recommend import study_scorer
+
     complete = [t for t in loaded.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
                 if t.values is not None]
     cands = distinct_settings(complete)[0]
     if not cands:
         return None
-    metrics = list(rec.metrics)
     values = np.array([t.values for t in cands], dtype=np.float64)
+    scorer = study_scorer(loaded, dict(rec.weights), rec.method)
+    return check_settings(loaded, rec, cands, values, scorer, resamples=resamples, confidence=confidence, seed=seed)
+
+
+def check_settings(loaded: LoadedStudy, rec: Any, cands: list, values: np.ndarray, scorer: Any, *,
+                   resamples: int, confidence: float, seed: int) -> SanityCheck:
+    """:func:`sanity_check` on the study's distinct complete settings ``cands``, their metric vectors
+    ``values`` and the Scorer that chose ``rec``."""
+    stored = loaded.study.user_attrs.get(REFERENCES_ATTR) or {}
+    scored = {name: r for name, r in stored.items() if isinstance(r, dict) and "values" in r}
+    metrics = list(rec.metrics)
     numbers = [t.number for t in cands]
     best_trial = next(t for t in cands if t.number == rec.best.number)
     ours = per_sample_scores(best_trial)
@@ -125,6 +136,8 @@ def sanity_check(loaded: LoadedStudy, rec: Any, *, scorer: Any = None, resamples
         lines.append(f"Reference explanations not scored yet ({why}): no per-metric sanity check.")
     if scored:
         names = list(scored)
+        rnd = scored.get(RANDOM)
+        rnd_scores = unpack_scores(rnd["scores"]) if rnd is not None and rnd.get("scores") else {}
         lines.append(f"Reference explanations scored once on the same samples ({', '.join(names)}), against the "
                      f"{len(cands)} distinct LRP settings:")
         for k, m in enumerate(metrics):
@@ -132,20 +145,18 @@ def sanity_check(loaded: LoadedStudy, rec: Any, *, scorer: Any = None, resamples
             rec_value = float(values[numbers.index(rec.best.number), k])
             places = {name: 1 + int(np.sum(sign * values[:, k] > sign * float(r["values"][m]) + 1e-12))
                       for name, r in scored.items() if m in r["values"]}
-            rnd = scored.get(RANDOM)
             rnd_value = None if rnd is None or m not in rnd["values"] else float(rnd["values"][m])
             diff = low = high = None
             flagged = False
             if rnd_value is not None:
                 diff = sign * (rec_value - rnd_value)
-                theirs = unpack_scores(rnd["scores"]).get(m) if rnd.get("scores") else None
+                theirs = rnd_scores.get(m)
                 mine = None if ours is None else ours.get(m)
                 if mine is not None and theirs is not None and len(mine) == len(theirs):
                     d = sign * (np.asarray(mine, dtype=np.float64) - np.asarray(theirs, dtype=np.float64))
                     idx = resample_indices(len(d), resamples=resamples, seed=seed)
-                    draws = d[idx].mean(axis=1)
-                    a = (1 - confidence) / 2
-                    low, high = (float(q) for q in np.quantile(draws, [a, 1 - a]))
+                    interval = percentile_interval(diff, d[idx].mean(axis=1), confidence)
+                    low, high = interval.low, interval.high
                     flagged = not low > 0
                 else:
                     flagged = not diff > 0
@@ -175,10 +186,6 @@ def sanity_check(loaded: LoadedStudy, rec: Any, *, scorer: Any = None, resamples
                          f"{'it scores' if one else 'they score'} noise as well as or better than the recommended "
                          f"explanation here; consider a lower weight or leaving {'it' if one else 'them'} out "
                          f"(--prefer).")
-    if scorer is None:
-        from xaiopt.analysis.recommend import study_scorer
-
-        scorer = study_scorer(loaded, {c: w for c, w in rec.weights.items()}, rec.method)
     loo = leave_one_out(values, numbers, scorer)
     decisive = [m for m, n in loo.items() if n != rec.best.number]
     if loo:

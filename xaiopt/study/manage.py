@@ -8,6 +8,7 @@ optuna-dashboard open it unchanged.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import shlex
@@ -63,9 +64,10 @@ class LoadedStudy:
     def metric_names(self) -> list[str]:
         return [m.name for m in self.config.metrics]
 
-    @property
+    @functools.cached_property
     def metric_categories(self) -> list[str]:
-        """Each metric's category, as recorded at creation (the registry's, for older studies)."""
+        """Each metric's category, as recorded at creation (the registry's, for older studies); read from
+        the storage once per loaded study (a study's metrics never change)."""
         stored = self.study.user_attrs.get(CATEGORIES_ATTR) or {}
         if any(n not in stored for n in self.metric_names):
             from xaiopt.metrics import get_metric

@@ -26,7 +26,14 @@ from xaiopt.config import StudyConfig
 from xaiopt.errors import ConfigError, XaioptError
 from xaiopt.objective import get_benchmark
 from xaiopt.study.manage import LoadedStudy, _refuse_existing, check_study_name, create_study
-from xaiopt.study.storage import default_storage_url, open_storage, sqlite_lock, sqlite_path, this_process
+from xaiopt.study.storage import (
+    NewStudyFile,
+    default_storage_url,
+    open_storage,
+    sqlite_lock,
+    sqlite_path,
+    this_process,
+)
 
 PER_CLASS_ATTR = "xaiopt:per_class_of"
 CLASS_ATTR = "xaiopt:class"
@@ -90,13 +97,7 @@ def _remove_if_empty(url: str, base: str) -> None:
     with contextlib.suppress(XaioptError), sqlite_lock(
             url, kind="create", holder=f"`study create --per-class` ({this_process()}, study {base!r})",
             refuse=lambda file, holder: f"{file} is in use by {holder}") as lock:
-        rdb = open_storage(url)
-        if rdb.get_all_studies() or lock is None:
-            return
-        rdb.engine.dispose()
-        path.unlink(missing_ok=True)
-        path.with_name(path.name + "-journal").unlink(missing_ok=True)
-        lock.discard()
+        NewStudyFile(url, lock, made=True).remove_if_unused(open_storage(url))
 
 
 def class_studies(base: LoadedStudy) -> list[str]:
