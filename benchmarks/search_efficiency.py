@@ -26,8 +26,13 @@ for budgets given as shares of the grid over several seeds. Two scores per budge
   (xaiopt.analysis.hypervolume.hypervolume_fraction), for the six metrics, a two-metric and a
   three-metric study.
 
+``--samplers`` takes the registered samplers and the named variants of VARIANTS (a sampler with
+fixed options: ``tpe-independent``, ``tpe-no-group``, ``tpe-constant-liar``, ``qmc-scrambled``).
+``tpe-decision`` optimizes the decision score itself, so it runs once per weighting with that
+weighting's category weights, and each weighting's regret comes from its own run (replay_run).
+
 Writes docs/search_efficiency.json, docs/search_efficiency.md (the tables) and
-docs/search_efficiency.html / .png (the figure).
+docs/search_efficiency.html / .png (the figure); ``--markdown`` the tables only.
 
 Not a test.
 
@@ -35,6 +40,9 @@ Not a test.
     .venv/bin/python benchmarks/search_efficiency.py --grid gamma rules --samplers tpe nsga2 nsga3 random qmc \\
         --studies "six metrics" --shares 0.05 0.1 0.2 --render                            # regret and hypervolume
     .venv/bin/python benchmarks/search_efficiency.py --samplers tpe --sampler-params '{"n_startup_trials": 16}'
+    .venv/bin/python benchmarks/search_efficiency.py --grid rules gamma --samplers tpe tpe-decision tpe-independent \
+        tpe-no-group tpe-constant-liar nsga2 nsga3 qmc qmc-scrambled random --studies "six metrics" \
+        --shares 0.05 0.1 0.2 --out docs/search_samplers.json --markdown        # samplers by decision regret
 """
 from __future__ import annotations
 
@@ -145,15 +153,28 @@ REGRET_SHARES = [0.05, 0.10, 0.20]
 # the recommendation's category weights (`xaiopt study recommend --prefer ...`); None: equal
 WEIGHTINGS = {"equal": None, "faithfulness=3": "faithfulness=3",
               "localization=2,complexity=0.5": "localization=2,complexity=0.5"}
+# named variants of the registered samplers (--samplers takes these names too): name -> (sampler, params)
+VARIANTS = {
+    "tpe-independent": ("tpe", {"multivariate": False, "group": False}),  # univariate TPE per parameter
+    "tpe-no-group": ("tpe", {"group": False}),  # multivariate over the intersection space only
+    "tpe-constant-liar": ("tpe", {"constant_liar": True}),  # running trials as bad (parallel workers)
+    "qmc-scrambled": ("qmc", {"scramble": True}),  # a scrambled Sobol sequence per seed
+}
+
+
+def sampler_of(name: str, params: dict) -> tuple[str, dict]:
+    """The registered sampler and its keyword arguments of ``name`` (a sampler or one of VARIANTS)."""
+    base, extra = VARIANTS.get(name, (name, {}))
+    return base, {**extra, **params}
 
 
 def decision_regret(values, found, *, directions, categories, weights, per_sample=None, metrics=None,
-                    resamples: int = 1000, seed: int = 0) -> dict:
+                    resamples: int = 1000, seed: int = 0, range_rows=None) -> dict:
     """How much worse the setting a study would recommend from what it found is than the grid's best.
 
     ``values``: (N, M) metric vectors of every grid setting; ``found``: grid indices of the settings
     the search evaluated, in the order it first evaluated them (repeats ignored); ``directions``,
-    ``categories`` and ``weights`` as :class:`xaiopt.analysis.scoring.Scorer` takes them;
+    ``categories`` and ``weights`` as :class:`xaiopt.metrics.scoring.Scorer` takes them;
     ``per_sample``: (N, M, S) per-sample scores or None.
 
     The grid's score is a Scorer fitted on all N settings. The study's recommendation is the argmax
@@ -166,7 +187,7 @@ def decision_regret(values, found, *, directions, categories, weights, per_sampl
     import numpy as np
 
     from xaiopt.analysis.bootstrap import paired_bootstrap, verdict
-    from xaiopt.analysis.scoring import Scorer
+    from xaiopt.metrics.scoring import Scorer
 
     values = np.asarray(values, dtype=np.float64)
     metrics = list(metrics) if metrics is not None else [f"m{j}" for j in range(values.shape[1])]
@@ -178,7 +199,9 @@ def decision_regret(values, found, *, directions, categories, weights, per_sampl
     grid_scorer = Scorer.fit(values, **kw)
     grid_scores = grid_scorer.score(values)
     best = int(np.argmax(grid_scores))  # the first of equal maxima
-    own = Scorer.fit(values[seen], **kw).score(values[seen])
+    # the study's normalization: its complete settings, and (racing) the stage means of the pruned ones
+    fit_on = values[seen] if range_rows is None or not len(range_rows) else np.vstack([values[seen], range_rows])
+    own = Scorer.fit(fit_on, **kw).score(values[seen])
     chosen = seen[int(np.argmax(own))]  # np.argmax: the earliest found of equal scores
     regret = float(grid_scores[best] - grid_scores[chosen])
     indist: bool | None
@@ -197,12 +220,12 @@ def decision_regret(values, found, *, directions, categories, weights, per_sampl
             "chosen_score": float(grid_scores[chosen]), "indistinguishable": indist}
 
 
-def regret_inputs(cache: GridCache, metrics=None) -> dict:
+def regret_inputs(cache: GridCache, metrics=None, weightings=None) -> dict:
     """decision_regret's keyword arguments for ``cache`` (a metric subset: its columns), per weighting."""
     import numpy as np
 
-    from xaiopt.analysis.preferences import category_weights
     from xaiopt.metrics import get_metric
+    from xaiopt.metrics.preferences import category_weights
 
     names = list(metrics or cache.metrics)
     cols = [cache.metrics.index(m) for m in names]
@@ -211,7 +234,8 @@ def regret_inputs(cache: GridCache, metrics=None) -> dict:
     per_sample = (np.asarray(cache.per_sample, dtype=np.float64)[:, cols] if cache.per_sample else None)
     base = {"directions": [cache.directions[j] for j in cols], "categories": categories, "metrics": names,
             "per_sample": per_sample}
-    return {w: dict(base, weights=category_weights(prefer, present=present)) for w, prefer in WEIGHTINGS.items()}
+    return {w: dict(base, weights=category_weights(prefer, present=present)) for w, prefer in WEIGHTINGS.items()
+            if weightings is None or w in weightings}
 
 
 def replay_run(cache: GridCache, sampler: str, params: dict, seed: int, metrics, budgets: list[int],
@@ -219,19 +243,37 @@ def replay_run(cache: GridCache, sampler: str, params: dict, seed: int, metrics,
     """One sampler run of max(budgets) trials on the replayed grid; the share of the grid's hypervolume
     and the distinct settings (model passes) after each budget; with ``regret`` (regret_inputs) also
     the decision regret and whether the recommendation is indistinguishable from the grid's best,
-    per weighting and budget."""
+    per weighting and budget.
+
+    ``sampler`` is a registered sampler or one of VARIANTS. A sampler that optimizes the decision
+    score (``tpe-decision``) runs once per weighting, with that weighting's category weights, and
+    each weighting's regret comes from its own run; the hypervolume and distinct settings are those
+    of the first weighting's run (equal weights; without ``regret``, equal weights on ``metrics``)."""
     from xaiopt.analysis.hypervolume import hypervolume_fraction
     from xaiopt.analysis.replay import GridReplay
     from xaiopt.config import SamplerConfig
-    from xaiopt.study.samplers import make_sampler
+    from xaiopt.study.samplers import Decision, make_sampler, needs_decision
 
-    replay = GridReplay(cache, metrics=metrics)
-    study = optuna.create_study(directions=replay.directions,
-                                sampler=make_sampler(SamplerConfig(name=sampler, params=params), replay.space,
-                                                     seed=seed))
-    t = time.perf_counter()
-    study.optimize(replay, n_trials=max(budgets))
-    seconds = time.perf_counter() - t
+    base, params = sampler_of(sampler, params)
+
+    def run(decision: Decision | None) -> tuple[GridReplay, float]:
+        replay = GridReplay(cache, metrics=metrics)
+        study = optuna.create_study(directions=replay.directions,
+                                    sampler=make_sampler(SamplerConfig(name=base, params=params), replay.space,
+                                                         seed=seed, decision=decision))
+        t = time.perf_counter()
+        study.optimize(replay, n_trials=max(budgets))
+        return replay, time.perf_counter() - t
+
+    if needs_decision(base):
+        inputs = regret or {"equal": regret_inputs(cache, metrics)["equal"]}
+        runs = {w: run(Decision(kw["metrics"], kw["directions"], kw["categories"], kw["weights"]))
+                for w, kw in inputs.items()}
+    else:
+        one = run(None)
+        runs = {w: one for w in regret or {"equal": None}}
+    replay = next(iter(runs.values()))[0]
+    seconds = sum(s for _, s in {id(r): (r, s) for r, s in runs.values()}.values())
     grid = replay.values
     out = {"hv": [], "distinct": [], "sampler_seconds": round(seconds, 2)}
     for b in budgets:
@@ -239,7 +281,8 @@ def replay_run(cache: GridCache, sampler: str, params: dict, seed: int, metrics,
         out["hv"].append(hypervolume_fraction(grid[seen], grid, directions=replay.directions))
         out["distinct"].append(len(seen))
     for w, kw in (regret or {}).items():
-        rs = [decision_regret(grid, replay.asked[:b], **kw) for b in budgets]
+        asked = runs[w][0].asked
+        rs = [decision_regret(grid, asked[:b], **kw) for b in budgets]
         out.setdefault("regret", {})[w] = [r["regret"] for r in rs]
         out.setdefault("indistinguishable", {})[w] = [r["indistinguishable"] for r in rs]
         out.setdefault("chosen", {})[w] = [r["chosen"] for r in rs]
@@ -663,12 +706,15 @@ def main() -> None:
     parser.add_argument("--scalarization-ceiling", action="store_true",
                         help="print what perfect Chebyshev scalarization with random weights reaches, per budget")
     parser.add_argument("--render", action="store_true", help="also write the table and the figure beside --out")
+    parser.add_argument("--markdown", action="store_true", help="also write the tables (no figure) beside --out")
     parser.add_argument("--render-only", action="store_true", help="table and figure from an existing --out")
     args = parser.parse_args()
     if args.render_only:
         d = json.loads(args.out.read_text())
         if "subset" in d:  # a --multi-fidelity result
             print(multi_fidelity_table(d))
+        elif args.markdown:
+            args.out.with_suffix(".md").write_text(markdown(d) + "\n")
         else:
             render(d, args.out.with_suffix(""))
         return
@@ -733,6 +779,8 @@ def main() -> None:
     print(f"wrote {args.out}")
     if args.render:
         render(results, args.out.with_suffix(""))
+    elif args.markdown:
+        args.out.with_suffix(".md").write_text(markdown(results) + "\n")
     print(markdown(results))
 
 

@@ -29,9 +29,10 @@ def trial(per_sample: dict[str, Sequence[float]] | None = None, *, values: dict[
 
 
 def build_study(url: str, metrics: Sequence[str], trials: Sequence[dict[str, Any]], *,
-                name: str = "made") -> LoadedStudy:
-    """An xaiopt study (config user attr, metric names, directions from the registry) with these trials."""
-    cfg = parse_config({"name": name, "metrics": list(metrics)})
+                name: str = "made", config: dict[str, Any] | None = None) -> LoadedStudy:
+    """An xaiopt study (config user attr, metric names, directions from the registry) with these trials;
+    ``config``: more sections of its config (e.g. ``decision``)."""
+    cfg = parse_config({"name": name, "metrics": list(metrics), **(config or {})})
     directions = [get_metric(m).direction for m in metrics]
     study = optuna.create_study(storage=url, study_name=name, directions=directions)
     with warnings.catch_warnings():

@@ -1,4 +1,4 @@
-"""Normalization robust to a gross outlier (xaiopt/analysis/scoring.py): one setting far beyond the
+"""Normalization robust to a gross outlier (xaiopt/metrics/scoring.py): one setting far beyond the
 others on a metric is cut at Tukey's far-out fences instead of setting the scale for everyone; fewer
 than 8 settings, or a metric where most settings are equal, keep plain min-max. Hand-computed."""
 

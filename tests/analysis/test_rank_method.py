@@ -10,7 +10,7 @@ import pytest
 
 from xaiopt.analysis import recommend
 from xaiopt.analysis.recommend import method_agreement
-from xaiopt.analysis.scoring import RankScorer, Scorer, kendall_tau_b, weighted_median
+from xaiopt.metrics.scoring import RankScorer, Scorer, kendall_tau_b, weighted_median
 from xaiopt.cli import main
 
 from .conftest import build_study, trial

@@ -16,16 +16,16 @@ from xaiopt.lazy import lazy_exports
 if TYPE_CHECKING:
     from xaiopt.analysis.bootstrap import Interval, PairedDifference, paired_bootstrap, resample_indices
     from xaiopt.analysis.front import compromise, ideal_distance, pareto_mask
-    from xaiopt.analysis.preferences import category_weights
     from xaiopt.analysis.recommend import Comparison, Recommendation, Setting, recommend
-    from xaiopt.analysis.scoring import Scorer, competition_ranks
+    from xaiopt.metrics.preferences import category_weights
+    from xaiopt.metrics.scoring import Scorer, competition_ranks
 
 _MODULES = {
     "xaiopt.analysis.bootstrap": ("Interval", "PairedDifference", "paired_bootstrap", "resample_indices"),
     "xaiopt.analysis.front": ("compromise", "ideal_distance", "pareto_mask"),
-    "xaiopt.analysis.preferences": ("category_weights",),
+    "xaiopt.metrics.preferences": ("category_weights",),
     "xaiopt.analysis.recommend": ("Comparison", "Recommendation", "Setting", "recommend"),
-    "xaiopt.analysis.scoring": ("Scorer", "competition_ranks"),
+    "xaiopt.metrics.scoring": ("Scorer", "competition_ranks"),
 }
 __getattr__, __dir__ = lazy_exports(__name__, {n: m for m, names in _MODULES.items() for n in names})
 

@@ -2,7 +2,7 @@
 
 Both settings were scored on the same N samples, so the resamples draw sample *indices* (with
 replacement, from a seeded generator) and recompute both settings' per-metric means on the same
-draw. Each resample goes through the study's :class:`~xaiopt.analysis.scoring.Scorer` (min-max
+draw. Each resample goes through the study's :class:`~xaiopt.metrics.scoring.Scorer` (min-max
 fixed on the study, category means, weights); the percentiles of the difference give the
 interval. An interval that contains 0 means the two settings are not distinguishable on these
 samples.
@@ -20,7 +20,7 @@ from typing import Mapping
 
 import numpy as np
 
-from xaiopt.analysis.scoring import Scorer
+from xaiopt.metrics.scoring import Scorer
 
 # on the normalized scale (1 = the study's range of a metric) a difference this small is float32
 # rounding (a canonized twin and its model compute the same function to ~1e-7), never a finding

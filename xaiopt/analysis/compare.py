@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from xaiopt.analysis.bootstrap import PairedDifference, paired_bootstrap, verdict
-from xaiopt.analysis.preferences import Prefer
 from xaiopt.analysis.recommend import recommend, study_scorer
 from xaiopt.analysis.validate import HoldoutEvaluator
 from xaiopt.errors import StudyError
+from xaiopt.metrics.preferences import Prefer
 from xaiopt.objective.attrs import explainer_text, spec_dict
 from xaiopt.study.manage import LoadedStudy, load_study
 from xaiopt.study.per_class import CLASS_ATTR, class_studies

@@ -32,8 +32,8 @@ from typing import Sequence
 import numpy as np
 from optuna.trial import TrialState
 
-from xaiopt.analysis.scoring import Scorer
 from xaiopt.errors import ConfigError
+from xaiopt.metrics.scoring import Scorer
 from xaiopt.objective.attrs import distinct_settings
 from xaiopt.study.manage import LoadedStudy
 
@@ -164,7 +164,7 @@ class HypervolumeHistory:
 def hypervolume_history(loaded: LoadedStudy, *, margin: float = MARGIN) -> HypervolumeHistory:
     """The hypervolume of the distinct settings finished so far, after each complete trial.
 
-    Normalization: the study's :class:`~xaiopt.analysis.scoring.Scorer` min-max over the
+    Normalization: the study's :class:`~xaiopt.metrics.scoring.Scorer` min-max over the
     distinct complete settings, direction respected; reference point at ``-margin`` on the
     normalized scale, i.e. ``margin`` of each metric's range beyond its worst observed value.
 

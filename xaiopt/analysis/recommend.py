@@ -28,11 +28,11 @@ from optuna.trial import FrozenTrial, TrialState
 from xaiopt.analysis.bootstrap import PairedDifference, paired_bootstrap, verdict
 from xaiopt.analysis.front import compromise as front_compromise
 from xaiopt.analysis.front import ideal_distance, pareto_mask
-from xaiopt.analysis.preferences import Prefer, category_weights
-from xaiopt.analysis.scoring import METHODS, Scorer, competition_ranks, kendall_tau_b
 from xaiopt.errors import ConfigError, StudyError
+from xaiopt.metrics.preferences import Prefer, category_weights
+from xaiopt.metrics.scoring import METHODS, Scorer, competition_ranks, kendall_tau_b
 from xaiopt.objective.attrs import BASELINE as BASELINE_ATTR
-from xaiopt.objective.attrs import distinct_settings, explainer_text
+from xaiopt.objective.attrs import distinct_settings, explainer_text, explored_means
 from xaiopt.study.manage import LoadedStudy, load_study
 from xaiopt.study.per_sample import per_sample_scores
 
@@ -97,6 +97,8 @@ class Recommendation:
     # what `xaiopt study validate` found on the held-out samples, when it validated this very setting
     validation: dict[str, Any] | None = None
     method: str = "score"
+    # where the weights came from: "--prefer", "decision.prefer" (the study's config) or "" (equal by default)
+    weights_from: str = ""
     # the other method's choice and how far the two orderings of the settings agree (method_agreement)
     agreement: dict[str, Any] | None = None
     # each metric against the study's reference explanations, and which metrics decide (analysis/sanity.py)
@@ -152,12 +154,25 @@ def _scoring(loaded: LoadedStudy, prefer: Prefer, method: str = "score"):
         raise StudyError(f"study {loaded.study.study_name!r} has no complete trials yet: nothing to recommend "
                          f"(run `xaiopt study optimize {shlex.quote(loaded.study.study_name)}`)")
     present = [c for c in dict.fromkeys(categories)]
-    weights = category_weights(prefer, present=present)
+    chosen, source = decision_prefer(loaded, prefer)
+    weights = category_weights(chosen, present=present, what=source)
     cands, alias = distinct_settings(complete)
     values = np.array([t.values for t in cands], dtype=np.float64)
-    scorer = METHODS[method].fit(values, metrics=metrics, directions=directions, categories=categories,
+    # the normalization spans the settings the study explored: a racing study's pruned ones at their stage means
+    explored = explored_means(loaded.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)), metrics)
+    fit_on = np.vstack([values, np.array(explored, dtype=np.float64)]) if explored and method == "score" else values
+    scorer = METHODS[method].fit(fit_on, metrics=metrics, directions=directions, categories=categories,
                                  weights=weights)
     return complete, cands, alias, values, scorer
+
+
+def decision_prefer(loaded: LoadedStudy, prefer: Prefer) -> tuple[Prefer, str]:
+    """The category weights a recommendation ranks by and where they come from: an explicit
+    ``prefer`` (``--prefer``), else the study's own ``decision.prefer`` (equal when it has none)."""
+    if prefer:
+        return prefer, "--prefer"
+    stored = loaded.config.decision.prefer
+    return (dict(stored) if stored else None), "decision.prefer"
 
 
 def study_scorer(loaded: LoadedStudy, prefer: Prefer = None, method: str = "score") -> Scorer:
@@ -270,6 +285,10 @@ def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: P
         n = sum(s is None for s in scores.values())
         notes.append(f"{n} of {len(cands)} settings stored no per-sample scores (trials run before xaiopt kept "
                      f"them): comparisons with them have no confidence interval.")
+    explored = len(explored_means(loaded.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)), metrics))
+    if explored and method == "score":
+        notes.append(f"The normalization spans the {len(cands)} complete settings and the {explored} that racing "
+                     f"pruned, at their stage means (docs/search.md): the range the study explored.")
     rule = RULES[method]
     agreement = method_agreement(values, scorer, [t.number for t in cands], method=method)
     if agreement is not None:
@@ -289,6 +308,7 @@ def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: P
         comparisons=comparisons, missing_baselines=missing, constant_metrics=scorer.constant, rule=rule,
         samples=samples, resamples=resamples, confidence=confidence, seed=seed, pareto_size=int(front.sum()),
         notes=notes, method=method, agreement=agreement,
+        weights_from="--prefer" if prefer else ("decision.prefer" if loaded.config.decision.prefer else ""),
     )
     from xaiopt.analysis.sanity import check_settings
 

@@ -147,6 +147,8 @@ def _paragraph(rec: "Recommendation") -> str:
 def _rule(rec: "Recommendation") -> str:
     weights = ", ".join(f"{c} {w:g}" for c, w in rec.weights.items())
     equal = " (equal, as in Pahde et al. 2023)" if len(set(rec.weights.values())) == 1 else ""
+    if rec.weights_from == "decision.prefer":
+        equal += " (the study's decision.prefer)"
     minimized = [m for m, d in rec.directions.items() if d == "minimize"]
     lines = [f"How it was chosen: {rec.rule}; weights {weights}{equal}."]
     if minimized:

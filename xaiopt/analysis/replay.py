@@ -43,8 +43,9 @@ from xaiopt.space import ExplainerSpec, LayerGroups, SearchSpace
 FORMAT = 1
 
 # config sections the metric vector of a point does not depend on
-# what does not change a completed trial's values: multi-fidelity prunes, it never alters a completed vector
-_IRRELEVANT = ("name", "n_trials", "device", "storage", "sampler", "baselines", "fidelity")
+# what does not change a completed trial's values: multi-fidelity prunes and the decision weighs, neither alters
+# a completed vector
+_IRRELEVANT = ("name", "n_trials", "device", "storage", "sampler", "baselines", "fidelity", "decision")
 
 
 def spec_key(spec: ExplainerSpec) -> str:

@@ -12,7 +12,7 @@ setting, the front's compromise, the top K of the front and every baseline on th
 - the rank agreement of search and held-out per category (Kendall's tau-b over the validated settings);
 - one sentence: does the recommendation hold?
 
-Scores are normalized with the study's :class:`~xaiopt.analysis.scoring.Scorer` fitted on the
+Scores are normalized with the study's :class:`~xaiopt.metrics.scoring.Scorer` fitted on the
 search set, so search and held-out scores are on one scale. The recommendation *holds* when every
 gain it showed on the search set (a baseline or lower-ranked setting it beat distinguishably) is
 still distinguishable on the held-out set, and no validated setting beats it distinguishably there.
@@ -39,10 +39,10 @@ import numpy as np
 from optuna.trial import FrozenTrial
 
 from xaiopt.analysis.bootstrap import PairedDifference, paired_bootstrap, verdict
-from xaiopt.analysis.preferences import Prefer
 from xaiopt.analysis.recommend import Recommendation, recommend, study_scorer
-from xaiopt.analysis.scoring import kendall_tau_b
 from xaiopt.errors import ConfigError, StudyError
+from xaiopt.metrics.preferences import Prefer
+from xaiopt.metrics.scoring import kendall_tau_b
 from xaiopt.objective.attrs import explainer_text, spec_dict
 from xaiopt.study.manage import LoadedStudy
 from xaiopt.study.per_sample import per_sample_scores

@@ -112,8 +112,11 @@ MEANINGS: dict[str, str] = {
     "metrics.name": "The metric's name (a plugin or `xaiopt.register_objective` can add names).",
     "metrics.params": "The metric's parameters (each metric's own; unknown ones are refused).",
     "sampler": "The Optuna sampler: a name or `{name, params}`.",
-    "sampler.name": f"One of {', '.join(SAMPLERS)}.",
-    "sampler.params": "Keyword arguments of the Optuna sampler (e.g. `population_size` for nsga2).",
+    "sampler.name": f"One of {', '.join(SAMPLERS)}. `tpe-decision` is a single-objective TPE on the "
+                    "study's decision score (`decision.prefer`, as `study recommend` ranks); every metric is "
+                    "still stored per trial (docs/search.md).",
+    "sampler.params": "Keyword arguments of the Optuna sampler (e.g. `population_size` for nsga2; "
+                      "TPESampler's, such as `constant_liar`, for tpe and tpe-decision).",
     "runtime": "How a worker evaluates trials.",
     "runtime.batch_budget": "Most images in one forward pass (attribution and metric passes are chunked by it).",
     "runtime.heatmaps": "Heatmaps of the first K samples uploaded per trial as a PNG artifact (0: none).",
@@ -140,16 +143,27 @@ MEANINGS: dict[str, str] = {
                           "when the budget is done (the cost of about four trials). `study recommend` "
                           "and the report then flag each metric that cannot tell the random reference from the "
                           "recommended setting (docs/recommendation.md).",
-    "fidelity": "Multi-fidelity trials (off when unset: every trial exact): a new setting is first scored on "
-                "the first `subset` search samples and pruned (state PRUNED, user attr `pruned` says why) when "
-                "one completed trial beats it on every metric by more than `z` standard errors of the paired "
-                "per-sample difference; otherwise it is evaluated in full, its values exactly those without "
-                "this section. Pays with two or three metrics (17-22 % less time measured), not with six "
-                "(docs/search.md).",
-    "fidelity.subset": "Search samples of the first stage (2 to the number of search samples minus 1).",
-    "fidelity.z": "Standard errors of the paired per-sample difference by which a completed trial must be "
-                  "better on every metric to prune the candidate (> 0; larger prunes less).",
-    "fidelity.draws": "Noise draws per sample in the first stage for metrics with `nr_samples` (null: their "
+    "decision": "The study's decision: the category weights its recommendation ranks the settings by "
+                "(`study recommend`, `study validate`, the report; an explicit `--prefer` replaces them). Racing "
+                "trials (`fidelity`) and the `tpe-decision` sampler optimize the same weighted score.",
+    "decision.prefer": "Weight per metric category, e.g. `{faithfulness: 2, localization: 1}` (categories not "
+                       "named weigh 1; 0 leaves one out; a category the study has no metric of is an error at "
+                       "`study create`). Empty: equal weights, as in Pahde et al. 2023.",
+    "fidelity": "Multi-fidelity trials, racing (off when unset: every trial exact): a new setting is scored stage "
+                "by stage on the first search samples and pruned (state PRUNED, user attr `pruned` says why) at "
+                "the first stage it loses by `rule`; a setting that survives every stage is evaluated in full, "
+                "its values exactly those without this section (docs/search.md).",
+    "fidelity.stages": "The search samples scored after each stage: counts (`[4, 16]`) or shares of the search "
+                       "samples (`[0.25, 0.5]`, the default: 8 and 16 of 32), increasing, each fewer than the "
+                       "search samples. A stage scores only the samples the stage before did not.",
+    "fidelity.rule": "`decision`: the setting loses when the study's incumbent (its best complete setting by the "
+                     "`decision` score, normalized over the complete settings as `study recommend` does; from "
+                     "two settings on) beats it on that score by more than `z` standard errors of the paired "
+                     "per-sample difference. `dominance`: when one completed trial beats it on every metric by "
+                     "more than `z` standard errors.",
+    "fidelity.z": "Standard errors of the paired per-sample difference by which the incumbent (or a dominating "
+                  "trial) must be better to prune the candidate (> 0; larger prunes less).",
+    "fidelity.draws": "Noise draws per sample in the stages for metrics with `nr_samples` (null: their "
                       "own `nr_samples`; fewer are cheaper).",
     "baselines": "Named baseline explainers (the paper's composites: `epsilon_plus`, `epsilon_plus_flat`, "
                  "`alpha2beta1`, `epsilon_gamma_box`; `NAME:canonized` / `NAME:plain` pick one variant) enqueued "

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationInfo, 
 from xaiopt.config.rule_names import BUILTIN_PARAMS, first_layer_rules, group_rules, plugin_params, rule_param
 
 ATTENTION_RULES = ("attnlrp", "cp")
-SAMPLERS = ("tpe", "nsga2", "nsga3", "gp", "random", "grid", "qmc")
+SAMPLERS = ("tpe", "tpe-decision", "nsga2", "nsga3", "gp", "random", "grid", "qmc")
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 _GROUP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
@@ -580,30 +580,62 @@ class RuntimeConfig(_Strict):
 
 
 class FidelityConfig(_Strict):
-    """Multi-fidelity trials: each new setting is first scored on the first ``subset`` search
-    samples and pruned when one completed trial beats it on every metric by more than ``z``
-    standard errors of the paired per-sample difference; a setting that survives is evaluated in
-    full, exactly as without this section (docs/search.md). ``draws``: noise draws per sample of the
-    metrics with an ``nr_samples`` parameter in the subset stage; None, the metric's own
-    ``nr_samples``. The defaults are the variant measured best on the benchmark's grid (4 of 32
-    samples, 1 draw, z = 1: 17-22 % less evaluation time for studies of two or three metrics at no
-    measured cost in hypervolume; with six metrics nothing was pruned and it cost 11-12 % more).
+    """Multi-fidelity trials (racing): each new setting is scored on the first ``stages[0]`` search
+    samples, then on the next ones up to ``stages[1]``, and so on; after each stage it is pruned when
+    it loses (``rule``), and a setting that survives every stage is evaluated in full, exactly as
+    without this section (docs/search.md).
+
+    ``rule``: ``decision`` (the default): it loses when the study's incumbent (its best setting by the
+    decision's weighted score, ``decision.prefer``) beats it on that score by more than ``z``
+    standard errors of the paired per-sample difference; ``dominance``: when one completed trial
+    beats it on every metric by more than ``z`` standard errors. ``draws``: noise draws per sample of
+    the metrics with an ``nr_samples`` parameter in the stages; None, the metric's own
+    ``nr_samples``. ``subset: K`` (one stage of K samples) is read as ``stages: [K]``.
 
     Example::
 
-        fidelity: {subset: 4, z: 1.0, draws: 1}
+        fidelity: {stages: [4, 16], z: 1.0, draws: 1}
     """
 
-    subset: int = 4
+    # a count of samples, or a share of the search samples (0.25 of 32 is 8)
+    stages: list[Union[int, float]] = [0.25, 0.5]
+    rule: Literal["decision", "dominance"] = "decision"
     z: float = 1.0
     draws: int | None = 1
 
-    @field_validator("subset")
+    @model_validator(mode="before")
     @classmethod
-    def _subset(cls, v: int) -> int:
-        if v < 2:
-            raise ValueError(f"subset must be >= 2 samples (a standard error needs two), got {v}")
+    def _subset_is_one_stage(cls, v: Any) -> Any:
+        if isinstance(v, dict) and "subset" in v:
+            if "stages" in v:
+                raise ValueError("give stages or subset, not both (subset: K is stages: [K])")
+            v = {**{k: x for k, x in v.items() if k != "subset"}, "stages": [v["subset"]]}
         return v
+
+    @field_validator("stages")
+    @classmethod
+    def _stages(cls, v: list[int | float]) -> list[int | float]:
+        if not v:
+            raise ValueError("empty list; give the samples of each stage, e.g. [4, 16] or [0.125, 0.5]")
+        for k in v:
+            if isinstance(k, float) and not 0 < k < 1:
+                raise ValueError(f"a stage is a count of samples (an integer) or a share of them between 0 and 1, "
+                                 f"got {k}")
+            if isinstance(k, int) and k < 2:
+                raise ValueError(f"a stage needs >= 2 samples (a standard error needs two), got {k}")
+        return v
+
+    def stage_samples(self, n: int) -> list[int]:
+        """The samples scored after each stage for ``n`` search samples (a share rounded half up, at least
+        2); raises ValueError when they do not increase or reach ``n``."""
+        out = [k if isinstance(k, int) else max(2, math.floor(k * n + 0.5)) for k in self.stages]
+        if any(b <= a for a, b in zip(out, out[1:])):
+            raise ValueError(f"fidelity.stages={self.stages} gives {out} of the {n} search samples: stages must "
+                             f"increase")
+        if out[-1] >= n:
+            raise ValueError(f"fidelity.stages={self.stages}: a stage must score fewer than the {n} search samples "
+                             f"(valid: 2 to {n - 1} samples, or a share below {(n - 1) / n:.3g})")
+        return out
 
     @field_validator("z")
     @classmethod
@@ -617,6 +649,32 @@ class FidelityConfig(_Strict):
     def _draws(cls, v: int | None) -> int | None:
         if v is not None and v < 1:
             raise ValueError(f"draws must be >= 1 (or unset: each metric's nr_samples), got {v}")
+        return v
+
+
+class DecisionConfig(_Strict):
+    """The study's decision: the category weights its recommendation ranks by (``study recommend``,
+    the report, ``study validate``; an explicit ``--prefer`` replaces them). Racing (``fidelity``) and
+    the ``tpe-decision`` sampler optimize the same weighted score. Categories not named weigh 1; 0
+    leaves one out.
+
+    Example::
+
+        decision: {prefer: {faithfulness: 2, localization: 1}}
+    """
+
+    prefer: dict[str, float] = {}
+
+    @field_validator("prefer")
+    @classmethod
+    def _prefer(cls, v: dict[str, float]) -> dict[str, float]:
+        from xaiopt.metrics.categories import CATEGORIES
+
+        for name, weight in v.items():
+            if name not in CATEGORIES:
+                raise ValueError(f"unknown category {name!r} (valid: {', '.join(CATEGORIES)})")
+            if not math.isfinite(weight) or weight < 0:
+                raise ValueError(f"weight of {name} = {weight!r} must be a number >= 0")
         return v
 
 
@@ -644,6 +702,8 @@ class StudyConfig(_Strict):
     ]
     sampler: SamplerConfig = SamplerConfig()
     runtime: RuntimeConfig = RuntimeConfig()
+    # the recommendation's category weights, stored with the study (docs/recommendation.md)
+    decision: DecisionConfig = DecisionConfig()
     # subset-first trials pruned when clearly dominated (xaiopt/objective/fidelity.py); None: exact, off
     fidelity: FidelityConfig | None = None
     # named baseline explainers enqueued once when the study is created (xaiopt/study/baselines.py)
@@ -699,9 +759,7 @@ class StudyConfig(_Strict):
         f, data = self.fidelity, self.data
         if f is not None:
             search = data.n_samples - held_out_of(data.holdout, data.n_samples)
-            if f.subset >= search:
-                raise ValueError(f"fidelity.subset={f.subset} must be fewer than the {search} search samples "
-                                 f"(data.n_samples minus data.holdout; valid: 2 to {search - 1})")
+            f.stage_samples(search)
         return self
 
     @model_validator(mode="after")

@@ -29,7 +29,7 @@ import json
 from typing import Any
 
 import numpy as np
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 
 from xaiopt.metrics.packing import unpack_scores
 
@@ -95,6 +95,21 @@ def heatmap_artifact(t: FrozenTrial) -> str | None:
 def baseline(t: FrozenTrial) -> str | None:
     """The name of the baseline this trial was enqueued as (``epsilon_plus:canonized`` ...), or None."""
     return t.user_attrs.get(BASELINE)
+
+
+def explored_means(trials: list[FrozenTrial], metrics: list[str]) -> list[list[float]]:
+    """The stage means (in ``metrics`` order) of the settings multi-fidelity pruned, one row per pruned
+    setting (a repeat pruned again, user attr ``pruned_as``, is not another one). With the complete
+    settings they span the range the decision normalizes over: a racing study's complete settings are
+    its survivors, a narrow band near the top, and min-max over them alone would weigh the metrics
+    by differences the study never saw among the settings it explored."""
+    rows = []
+    for t in trials:
+        record = t.system_attrs.get(FIDELITY_ATTR)
+        if (t.state == TrialState.PRUNED and PRUNED_AS not in t.user_attrs and isinstance(record, dict)
+                and isinstance(record.get("means"), dict) and all(m in record["means"] for m in metrics)):
+            rows.append([float(record["means"][m]) for m in metrics])
+    return rows
 
 
 def duplicate_of(t: FrozenTrial) -> int | None:

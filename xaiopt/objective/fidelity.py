@@ -1,6 +1,21 @@
-"""Multi-fidelity trials: the rule that prunes a setting clearly dominated on a subset of the samples.
+"""Multi-fidelity trials: the rules that prune a setting on a subset of the samples.
 
-A new setting is first scored on the first K search samples. It is pruned when ONE completed trial
+Two rules (``fidelity.rule``), applied after each stage of a racing trial (the first K1, then K2, ...
+search samples):
+
+- ``decision`` (the default; :func:`racing_loss`): the setting *loses the race* when the study's
+  incumbent (its best complete setting by the decision's weighted score, the ranking of ``study
+  recommend``) beats it on that score by more than ``z`` standard errors of the paired per-sample
+  difference on the K samples so far.
+- ``dominance`` (:func:`dominating`): the setting is pruned when one completed trial clearly
+  dominates it on every metric, as below.
+
+The decision's weighted score is linear in the metric means wherever the normalization does not
+clip (:meth:`xaiopt.metrics.scoring.Scorer.coefficients`), so the per-sample score difference of
+two settings is ``coef @ (incumbent_i - candidate_i)`` and its mean is their score difference. The
+normalization is the one ``recommend`` fits on the study's distinct complete settings at the time.
+
+Dominance: a new setting is first scored on the first K search samples. It is pruned when ONE completed trial
 beats it on EVERY metric (each in its own direction) by more than ``z`` standard errors of the
 paired per-sample difference on those K samples: with d_i the completed trial's advantage on
 sample i, mean(d) > z * std(d, ddof=1) / sqrt(K) for every metric. The completed trial's scores are
@@ -27,6 +42,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
+from xaiopt.metrics.scoring import Scorer
 
 # a standard error below this is taken as this: an exactly constant advantage > 0 still dominates
 SE_FLOOR = 1e-12
@@ -57,6 +74,8 @@ class Domination:
     # standard errors
     advantage: dict[str, float]
     margins: dict[str, float]
+    # the racing stage it was found at, counted from 1
+    stage: int = 1
 
     def reason(self) -> str:
         """One line for the trial's ``pruned`` user attr."""
@@ -65,12 +84,12 @@ class Domination:
                 f"standard errors on every metric: {parts}")
 
     def to_dict(self) -> dict:
-        return {"by": self.by, "subset": self.subset, "z": self.z,
+        return {"rule": "dominance", "by": self.by, "stage": self.stage, "subset": self.subset, "z": self.z,
                 "advantage": dict(self.advantage), "margins": dict(self.margins)}
 
 
 def dominating(candidate: Mapping[str, np.ndarray], completed: Sequence[tuple[int, Mapping[str, np.ndarray]]],
-               directions: Mapping[str, str], *, z: float) -> Domination | None:
+               directions: Mapping[str, str], *, z: float, stage: int = 1) -> Domination | None:
     """The completed trial that clearly dominates ``candidate``, or None.
 
     ``candidate``: ``{metric: (K,) scores}`` on the first K samples; ``completed``: (trial number,
@@ -95,6 +114,86 @@ def dominating(candidate: Mapping[str, np.ndarray], completed: Sequence[tuple[in
         return None
     best = int(np.argmax(np.where(clear, margins.min(axis=1), -np.inf)))
     mean = advantage[best].mean(axis=-1)
-    return Domination(by=int(numbers[best]), subset=k, z=float(z),
+    return Domination(by=int(numbers[best]), subset=k, z=float(z), stage=stage,
                       advantage={m: float(mean[j]) for j, m in enumerate(names)},
                       margins={m: float(margins[best, j]) for j, m in enumerate(names)})
+
+
+@dataclass(frozen=True)
+class RaceLoss:
+    """The candidate lost the race to the incumbent ``by`` on the first ``subset`` samples (stage ``stage``,
+    counted from 1): the incumbent's decision score is higher by ``advantage`` (the mean per-sample
+    difference), ``margin`` standard errors ``se`` of it, more than ``z``."""
+
+    by: int
+    stage: int
+    subset: int
+    z: float
+    advantage: float
+    se: float
+    margin: float
+    weights: dict[str, float]
+
+    def reason(self) -> str:
+        """One line for the trial's ``pruned`` user attr."""
+        return (f"lost the race at stage {self.stage} ({self.subset} samples) to the incumbent, trial {self.by}: "
+                f"its decision score is higher by {self.advantage:.4g} ({self.margin:.3g} se > z={self.z:g})")
+
+    def to_dict(self) -> dict:
+        return {"rule": "decision", "by": self.by, "stage": self.stage, "subset": self.subset, "z": self.z,
+                "advantage": self.advantage, "se": self.se, "margin": self.margin, "weights": dict(self.weights)}
+
+
+@dataclass(frozen=True)
+class Incumbent:
+    """The setting a racing candidate must beat: trial ``number``, its per-sample scores, and the
+    coefficients (per metric, in ``metrics`` order) that turn a per-sample metric vector into its
+    decision score (up to a constant)."""
+
+    number: int
+    scores: dict[str, np.ndarray]
+    metrics: tuple[str, ...]
+    coefficients: np.ndarray
+    weights: dict[str, float]
+
+
+def incumbent(completed: Sequence[tuple[int, Sequence[float], Mapping[str, np.ndarray]]], *,
+              metrics: Sequence[str], directions: Sequence[str], categories: Sequence[str],
+              weights: Mapping[str, float], explored: Sequence[Sequence[float]] = ()) -> Incumbent | None:
+    """The best of the completed distinct settings by the decision's weighted score (a
+    :class:`~xaiopt.metrics.scoring.Scorer` fitted on them, as ``study recommend`` fits it; ties:
+    the earliest), or None with fewer than two (a range needs two settings).
+
+    ``completed``: (trial number, metric vector in ``metrics`` order, ``{metric: (N,) per-sample
+    scores}``), one per distinct setting. ``explored``: the stage means of the settings pruned so far
+    (metric vectors in ``metrics`` order); they widen the normalization's range to the settings the
+    study explored, as ``study recommend``'s does, and are never the incumbent.
+    """
+    if len(completed) < 2:
+        return None
+    values = np.array([list(v) for _, v, _ in completed], dtype=np.float64)
+    fit_on = np.vstack([values, np.asarray(explored, dtype=np.float64).reshape(-1, values.shape[1])])
+    scorer = Scorer.fit(fit_on, metrics=metrics, directions=directions, categories=categories, weights=weights)
+    best = int(np.argmax(scorer.score(values)))
+    number, _, scores = completed[best]
+    return Incumbent(number=int(number), scores={m: np.asarray(s, dtype=np.float64) for m, s in scores.items()},
+                     metrics=tuple(metrics), coefficients=scorer.coefficients(),
+                     weights={c: float(scorer.weights[c]) for c in scorer.categories})
+
+
+def racing_loss(candidate: Mapping[str, np.ndarray], inc: Incumbent, *, z: float, stage: int = 1) -> RaceLoss | None:
+    """Whether ``candidate`` (``{metric: (K,) scores}`` on the first K samples) loses to ``inc``:
+    with d_i = coef @ (incumbent_i - candidate_i) on the K samples, mean(d) > z * std(d, ddof=1) / sqrt(K).
+    None when it does not lose (or all coefficients are 0: no metric ranks anything yet)."""
+    k = len(next(iter(candidate.values())))
+    if not np.any(inc.coefficients) or any(len(inc.scores[m]) < k for m in inc.metrics):
+        return None
+    cand = np.stack([np.asarray(candidate[m], dtype=np.float64) for m in inc.metrics])
+    ref = np.stack([inc.scores[m][:k] for m in inc.metrics])
+    d = inc.coefficients @ (ref - cand)
+    clear, margins = clearly_better(d[None, None, :], z)
+    if not clear[0]:
+        return None
+    se = max(float(d.std(ddof=1)) / math.sqrt(k), SE_FLOOR)
+    return RaceLoss(by=inc.number, stage=stage, subset=k, z=float(z), advantage=float(d.mean()), se=se,
+                    margin=float(margins[0, 0]), weights=dict(inc.weights))

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 import torch
 from optuna.artifacts.exceptions import ArtifactNotFound
@@ -22,6 +23,7 @@ from xaiopt.errors import ConfigError, TrialFailed, XaioptError
 from xaiopt.metrics import MetricContext, get_metric
 from xaiopt.metrics.batching import images_per_pass
 from xaiopt.metrics.packing import pack_scores
+from xaiopt.metrics.preferences import category_weights
 from xaiopt.objective.artifacts import upload_png
 from xaiopt.objective.attrs import (
     DUPLICATE_OF,
@@ -38,13 +40,14 @@ from xaiopt.objective.attrs import (
     baseline,
     distinct_settings,
     explainer_text,
+    explored_means,
     heatmap_artifact,
     per_sample,
     spec_dict,
 )
 from xaiopt.objective.benchmark import Benchmark, get_benchmark
 from xaiopt.objective.explain import explainer_for
-from xaiopt.objective.fidelity import dominating
+from xaiopt.objective.fidelity import Domination, RaceLoss, dominating, incumbent, racing_loss
 from xaiopt.objective.heatmaps import save_heatmap_grid, target_labels
 from xaiopt.objective.model_faults import describe_exception
 from xaiopt.space import ExplainerSpec, SearchSpace
@@ -165,31 +168,38 @@ class Objective:
         _quiet_optuna_failures()
         self.directions = {name: info.direction_for(params) for name, info, params in self.plan}
         fidelity = cfg.fidelity
-        if fidelity is not None and fidelity.subset >= len(self.bench.x):
-            n = len(self.bench.x)
-            raise ConfigError(f"fidelity.subset={fidelity.subset} must be fewer than the {n} search samples of "
-                              f"this study's data (valid: 2 to {n - 1}, or no fidelity section)")
+        # the samples scored after each racing stage, on this study's data
+        self.stages: list[int] = []
+        if fidelity is not None:
+            try:
+                self.stages = fidelity.stage_samples(len(self.bench.x))
+            except ValueError as err:
+                raise ConfigError(f"{err} of this study's data (or no fidelity section)") from None
+        # the decision racing ranks by: the recommendation's category weights of this study
+        self.categories = [info.category for _, info, _ in self.plan]
+        self.weights = category_weights(dict(cfg.decision.prefer) or None,
+                                        present=list(dict.fromkeys(self.categories)), what="decision.prefer")
 
     def evaluate(self, spec: ExplainerSpec) -> tuple[dict[str, float], dict[str, float], torch.Tensor]:
         """Metric vector and timings of one explainer; raises :class:`TrialFailed` on NaN/inf or a model error."""
         scores, seconds, attributions = self.evaluate_per_sample(spec)
         return means(scores), seconds, attributions
 
-    def evaluate_per_sample(self, spec: ExplainerSpec, *, first: int | None = None, draws: int | None = None
-                            ) -> tuple[dict[str, torch.Tensor], dict[str, float], torch.Tensor]:
+    def evaluate_per_sample(self, spec: ExplainerSpec, *, first: int | None = None, draws: int | None = None,
+                            start: int = 0) -> tuple[dict[str, torch.Tensor], dict[str, float], torch.Tensor]:
         """Each metric's (N,) float32 scores, timings and attributions of one explainer.
 
         The trial's metric vector is :func:`means` of these scores. Raises :class:`TrialFailed` on NaN/inf,
         and when the model, the explainer or a metric raises: the reason names the exception, where
         in the model's code it came from and the stage (``during attribution``, ``during metric
         pixel_flipping``). xaiopt's own :class:`XaioptError` (a user's mistake), KeyboardInterrupt
-        and SystemExit pass unchanged. ``first``: only the first that many samples (the
-        multi-fidelity subset stage), with ``draws`` noise draws for the metrics that have an
+        and SystemExit pass unchanged. ``start``, ``first``: only the samples ``start`` to ``first``
+        (exclusive; a multi-fidelity stage), with ``draws`` noise draws for the metrics that have an
         ``nr_samples`` parameter (None: their own).
         """
         stage = _Stage()
         try:
-            return self._evaluate_per_sample(spec, first=first, draws=draws, stage=stage)
+            return self._evaluate_per_sample(spec, first=first, draws=draws, start=start, stage=stage)
         except (TrialFailed, XaioptError):
             raise
         except Exception as err:
@@ -200,13 +210,14 @@ class Objective:
             log.info("trial evaluation raised during %s", stage.name, exc_info=err)
             raise TrialFailed(reason) from err
 
-    def _evaluate_per_sample(self, spec: ExplainerSpec, *, first: int | None, draws: int | None, stage: _Stage
-                             ) -> tuple[dict[str, torch.Tensor], dict[str, float], torch.Tensor]:
+    def _evaluate_per_sample(self, spec: ExplainerSpec, *, first: int | None, draws: int | None, start: int,
+                             stage: _Stage) -> tuple[dict[str, torch.Tensor], dict[str, float], torch.Tensor]:
         bench = self.bench
         x, y, masks, logits, plan = bench.x, bench.y, bench.masks, bench.logits, self.plan
-        if first is not None:
-            x, y, logits = x[:first], y[:first], logits[:first]
-            masks = None if masks is None else masks[:first]
+        if first is not None or start:
+            part = slice(start, first)
+            x, y, logits = x[part], y[part], logits[part]
+            masks = None if masks is None else masks[part]
             if draws is not None:
                 plan = [(name, info, {**params, "nr_samples": draws} if "nr_samples" in params else params)
                         for name, info, params in plan]
@@ -322,10 +333,11 @@ class Objective:
         trial.set_user_attr("device", str(self.device))
 
     def _subset_stage(self, trial: optuna.Trial, spec: ExplainerSpec, t0: float) -> float | None:
-        """Multi-fidelity: score ``spec`` on the first ``fidelity.subset`` samples and raise
-        :class:`optuna.TrialPruned` when a completed trial clearly dominates it there
-        (:func:`xaiopt.objective.fidelity.dominating`); the seconds it took, None when skipped (no
-        completed trial with per-sample scores to compare with)."""
+        """Multi-fidelity: score ``spec`` stage by stage (samples 0 to ``fidelity.stages[0]``, then on
+        to ``stages[1]``, ...) and raise :class:`optuna.TrialPruned` after the first stage it loses by
+        ``fidelity.rule`` (:func:`xaiopt.objective.fidelity.racing_loss`, or
+        :func:`~xaiopt.objective.fidelity.dominating`); the seconds the stages took, None when
+        skipped (nothing to race against yet)."""
         fidelity = self.cfg.fidelity
         assert fidelity is not None
         t = time.perf_counter()
@@ -336,22 +348,42 @@ class Objective:
                 scores = per_sample(done)
             except ValueError:  # a malformed record is no evidence; the reading commands report it
                 continue
-            if scores is not None:
-                completed.append((done.number, scores))
-        if not completed:
+            if scores is not None and done.values is not None:
+                completed.append((done.number, done.values, scores))
+        names = list(self.directions)
+        inc = None
+        if fidelity.rule == "decision":
+            pruned = trial.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,))
+            inc = incumbent(completed, metrics=names, directions=list(self.directions.values()),
+                            categories=self.categories, weights=self.weights,
+                            explored=explored_means(pruned, names))
+            if inc is None:
+                return None
+        elif not completed:
             return None
-        subset, _, _ = self.evaluate_per_sample(spec, first=fidelity.subset, draws=fidelity.draws)
-        found = dominating({name: s.double().cpu().numpy() for name, s in subset.items()}, completed,
-                           self.directions, z=fidelity.z)
-        elapsed = time.perf_counter() - t
-        if found is None:
-            return elapsed
-        reason = found.reason()
-        trial.set_user_attr(PRUNED, reason)
-        _set_system_attr(trial, FIDELITY_ATTR, found.to_dict())
-        self._record_seconds(trial, {"fidelity_subset": elapsed}, t0)
-        log.info("trial %d pruned: %s", trial.number, reason)
-        raise optuna.TrialPruned(reason)
+        so_far: dict[str, np.ndarray] = {}
+        start = 0
+        for stage, stop in enumerate(self.stages, 1):
+            part, _, _ = self.evaluate_per_sample(spec, start=start, first=stop, draws=fidelity.draws)
+            so_far = {m: np.concatenate([so_far.get(m, np.zeros(0)), part[m].double().cpu().numpy()]) for m in names}
+            start = stop
+            found: RaceLoss | Domination | None
+            if inc is not None:
+                found = racing_loss(so_far, inc, z=fidelity.z, stage=stage)
+            else:
+                found = dominating(so_far, [(n, s) for n, _, s in completed], self.directions, z=fidelity.z,
+                                   stage=stage)
+            if found is not None:
+                elapsed = time.perf_counter() - t
+                reason = found.reason()
+                trial.set_user_attr(PRUNED, reason)
+                # the stage means: where the setting lies, for the range the decision normalizes over
+                _set_system_attr(trial, FIDELITY_ATTR, {**found.to_dict(),
+                                                        "means": {m: float(so_far[m].mean()) for m in names}})
+                self._record_seconds(trial, {"fidelity_subset": elapsed}, t0)
+                log.info("trial %d pruned: %s", trial.number, reason)
+                raise optuna.TrialPruned(reason)
+        return time.perf_counter() - t
 
     def _prune_if_pruned_before(self, trial: optuna.Trial, spec: ExplainerSpec, t0: float) -> None:
         """A setting multi-fidelity pruned before is pruned again without a model pass: its subset

@@ -33,7 +33,7 @@ from xaiopt.analysis.render import caution
 from xaiopt.config import config_to_dict
 from xaiopt.errors import ConfigError
 from xaiopt.files import write_atomic
-from xaiopt.objective.attrs import PRUNED
+from xaiopt.objective.attrs import FIDELITY_ATTR, PRUNED
 from xaiopt.objective.progress import step
 from xaiopt.report.canonization import better, canonization_figure, canonization_pairs, pair_title
 from xaiopt.report.gallery import Gallery, heatmap_gallery
@@ -310,10 +310,16 @@ def _study(loaded: LoadedStudy) -> str:
     counts += (f"<tr><td>distinct complete settings</td><td class='num'>{len(view.settings)}</td></tr>"
                f"<tr><td>repeats of a finished setting</td>"
                f"<td class='num'>{view.complete - len(view.settings)}</td></tr>")
-    by_fidelity = sum(1 for t in trials if t.state == TrialState.PRUNED and PRUNED in t.user_attrs)
-    if by_fidelity:
-        counts += (f"<tr><td>pruned as dominated on the multi-fidelity subset (user attr <code>{PRUNED}</code>)"
-                   f"</td><td class='num'>{by_fidelity}</td></tr>")
+    stages: dict[str, int] = {}
+    for t in trials:
+        if t.state == TrialState.PRUNED and PRUNED in t.user_attrs:
+            record = t.system_attrs.get(FIDELITY_ATTR) or {}
+            lost = "lost the race" if record.get("rule") == "decision" else "dominated"
+            where = f" at stage {record['stage']} ({record['subset']} samples)" if "stage" in record else ""
+            stages[lost + where] = stages.get(lost + where, 0) + 1
+    for what, n in sorted(stages.items()):
+        counts += (f"<tr><td>pruned by multi-fidelity: {what} (user attr <code>{PRUNED}</code>)"
+                   f"</td><td class='num'>{n}</td></tr>")
     config = yaml.safe_dump(config_to_dict(loaded.config), sort_keys=False, allow_unicode=True)
     return (f"<table><tr><th>trials</th><th>count</th></tr>{counts}</table>"
             f"<details open><summary>Study config (YAML)</summary><pre>{html.escape(config)}</pre></details>")

@@ -81,7 +81,7 @@ def _title(view: StudyView, on: list[str]) -> str:
 
 
 def _drawn(view: StudyView) -> tuple[np.ndarray, str]:
-    """The values as drawn: a gross outlier (beyond the scorer's fences, xaiopt/analysis/scoring.py)
+    """The values as drawn: a gross outlier (beyond the scorer's fences, xaiopt/metrics/scoring.py)
     sits at its axis's edge instead of setting the axis for everyone; and the words that say so (its
     hover keeps the real value)."""
     values = view.values.copy()

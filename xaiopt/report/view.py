@@ -21,7 +21,7 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from xaiopt.analysis import Recommendation, Scorer, category_weights
-from xaiopt.objective.attrs import baseline, distinct_settings, explainer_text
+from xaiopt.objective.attrs import baseline, distinct_settings, explainer_text, explored_means
 from xaiopt.study.manage import LoadedStudy
 from xaiopt.study.pareto import front_trials
 
@@ -109,7 +109,10 @@ def study_view(loaded: LoadedStudy, rec: Recommendation | None = None,
     categories = loaded.metric_categories
     weights = dict(rec.weights) if rec is not None else category_weights(None, present=list(dict.fromkeys(categories)))
     if len(settings):
-        scorer = Scorer.fit(values, metrics=names, directions=directions, categories=categories, weights=weights)
+        # the range the recommendation normalizes over: a racing study's pruned settings at their stage means too
+        explored = explored_means(loaded.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)), names)
+        fit_on = np.vstack([values, np.array(explored, dtype=np.float64)]) if explored else values
+        scorer = Scorer.fit(fit_on, metrics=names, directions=directions, categories=categories, weights=weights)
         norm = scorer.normalize(values)
         score = scorer.score(values)
     else:

@@ -100,7 +100,7 @@ def preflight(cfg: StudyConfig) -> dict[str, Any]:
     from xaiopt.objective import get_benchmark, metric_plan
     from xaiopt.space import SearchSpace
     from xaiopt.study.metric_choice import check_masks, settle_metrics
-    from xaiopt.study.samplers import check_sampler_params, make_sampler
+    from xaiopt.study.samplers import Decision, check_sampler_params, make_sampler
 
     metric_plan(cfg)
     check_sampler_params(cfg.sampler)
@@ -108,7 +108,7 @@ def preflight(cfg: StudyConfig) -> dict[str, Any]:
     bench = get_benchmark(cfg, torch.device("cpu"))
     check_masks(cfg, bench.masks is not None)
     space = SearchSpace(cfg.space, bench.layers, grid=cfg.sampler.name == "grid")
-    make_sampler(cfg.sampler, space, seed=cfg.seed)
+    make_sampler(cfg.sampler, space, seed=cfg.seed, decision=Decision.from_config(cfg))
     for name in cfg.space.overrides:
         if name not in bench.layers.non_empty():
             raise ConfigError(f"space.overrides: layer group {name!r} has no layers in model {cfg.model.name!r}")
@@ -216,6 +216,12 @@ def plan_study(cfg: StudyConfig, *, name: str | None = None, storage: str | None
         cfg = cfg.model_copy(update=update)
     cfg, metric_note = settle_metrics(cfg)
     facts = preflight(cfg)
+    if cfg.decision.prefer:
+        from xaiopt.metrics.preferences import category_weights
+
+        # a weight for a category the study has no metric of is a mistake caught before anything is written
+        category_weights(dict(cfg.decision.prefer), present=list(dict.fromkeys(facts[CATEGORIES_ATTR].values())),
+                         what="decision.prefer")
     facts[METRIC_CHOICE_ATTR] = metric_note
     facts[COST_ATTR] = probe_cost(cfg) if probe else None
     return StudyPlan(config=cfg, facts=facts, storage_url=url)

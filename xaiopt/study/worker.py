@@ -55,7 +55,7 @@ from xaiopt.study.holdout import check_split
 from xaiopt.study.manage import LoadedStudy, load_study
 from xaiopt.study.presence import WorkerPresence, worker_presence
 from xaiopt.study.resilient import outage_behind, raise_if_gave_up
-from xaiopt.study.samplers import make_sampler
+from xaiopt.study.samplers import Decision, make_sampler
 from xaiopt.study.storage import _redact, is_sqlite
 
 log = logging.getLogger(__name__)
@@ -251,8 +251,8 @@ def _report(line: TrialProgress, study: optuna.Study, trial_id: int, seconds: fl
     elif trial.state == TrialState.FAIL and trial.user_attrs.get("fail_reason"):
         note = str(trial.user_attrs["fail_reason"])[:160]
     elif trial.state == TrialState.PRUNED and trial.user_attrs.get("pruned"):  # multi-fidelity's reason
-        # the dominating trial; the margins are in the user attr
-        note = str(trial.user_attrs["pruned"]).split(" by more than ")[0][:100]
+        # the dominating trial or the stage lost; the margins are in the user attr
+        note = str(trial.user_attrs["pruned"]).split(" by more than ")[0].split(": its decision score")[0][:100]
     if budget is not None:
         status = budget_status(study)
         counts = {"complete": status.complete, "failed": status.failed, "pruned": status.pruned}
@@ -335,7 +335,7 @@ def _run_worker(name: str, *, storage: str | None, n_trials: int | None, until_d
         seed = cfg.seed + status.finished
         if salt_seed:
             seed += zlib.crc32(worker_id.encode()) % 1_000_003
-        study.sampler = make_sampler(cfg.sampler, objective.space, seed=seed)
+        study.sampler = make_sampler(cfg.sampler, objective.space, seed=seed, decision=Decision.from_config(cfg))
         budgeted = BudgetedObjective(objective, study, budget, worker_id)
         stack.enter_context(_sigterm_as_interrupt())
         line = None

@@ -118,6 +118,18 @@ class Scorer:
         """(..., M) metric means -> (...) the weighted score (1 = best on everything)."""
         return self.combine(self.category_scores(means))
 
+    def coefficients(self) -> np.ndarray:
+        """(M,) c with ``score(x) == c @ x + constant`` wherever no metric is clipped: each metric's
+        share of its category's weight, over its range, signed by direction (0 for a constant
+        metric). Applied to per-sample scores it gives each sample's contribution to the score."""
+        cats = np.array(self.metric_categories)
+        total = sum(self.weights.get(c, 0.0) for c in self.categories)
+        share = np.array([self.weights.get(c, 0.0) / total / np.count_nonzero(cats == c) for c in cats])
+        const = self.constant_mask
+        span = np.where(const, 1.0, self.high - self.low)
+        sign = np.array([-1.0 if d == "minimize" else 1.0 for d in self.directions])
+        return np.where(const, 0.0, share * sign / span)
+
 
 def competition_ranks(scores: np.ndarray, *, tol: float = 1e-6) -> np.ndarray:
     """1 = best (largest); scores within ``tol`` (float32 rounding on the normalized scale) share

@@ -36,26 +36,27 @@ def _pairs(prefer: Prefer) -> list[tuple[str, object]]:
     return out
 
 
-def category_weights(prefer: Prefer, *, present: Sequence[str]) -> dict[str, float]:
+def category_weights(prefer: Prefer, *, present: Sequence[str], what: str = "--prefer") -> dict[str, float]:
     """Weight per category of the study: 1 unless ``prefer`` says otherwise (0 leaves one out).
 
     Raises :class:`ConfigError` for an unknown category, one the study has no metric of, a weight
-    that is not a number >= 0, or weights that are all 0.
+    that is not a number >= 0, or weights that are all 0; the message starts with ``what`` (the
+    option or config key the weights came from).
     """
     weights = {c: 1.0 for c in present}
     for name, raw in _pairs(prefer):
         key = str(name).lower()
         if key not in CATEGORIES:
-            raise ConfigError(f"--prefer: unknown category {name!r} (valid: {', '.join(CATEGORIES)})")
+            raise ConfigError(f"{what}: unknown category {name!r} (valid: {', '.join(CATEGORIES)})")
         if key not in weights:
-            raise ConfigError(f"--prefer: the study has no {key} metric (its categories: {', '.join(present)})")
+            raise ConfigError(f"{what}: the study has no {key} metric (its categories: {', '.join(present)})")
         try:
             weight = float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
             weight = math.nan
         if not math.isfinite(weight) or weight < 0:
-            raise ConfigError(f"--prefer: weight of {key} = {raw!r} must be a number >= 0")
+            raise ConfigError(f"{what}: weight of {key} = {raw!r} must be a number >= 0")
         weights[key] = weight
     if not any(weights.values()):
-        raise ConfigError("--prefer: all category weights are 0; at least one must be positive")
+        raise ConfigError(f"{what}: all category weights are 0; at least one must be positive")
     return weights
