@@ -227,3 +227,31 @@ def test_the_benchmark_runs_tpe_decision_once_per_weighting():
         assert out["regret"][w] == [r["regret"] for r in want]
     assert len({tuple(a) for a in asked.values()}) > 1  # the weightings steered the runs apart
     assert out["distinct"] == [len(set(asked["equal"][:b])) for b in (12, 24)]
+
+
+def test_the_settings_racing_pruned_widen_the_range_as_recommend_widens_it():
+    from optuna.trial import create_trial
+
+    from xaiopt.objective.attrs import FIDELITY_ATTR
+
+    decision = Decision.of(METRICS, DIRECTIONS, CATEGORIES, {})
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(directions=list(DIRECTIONS))
+    dist = {"kind": optuna.distributions.CategoricalDistribution(["a", "b"]),
+            "level": optuna.distributions.CategoricalDistribution([0, 1, 2])}
+    for key in (("a", 1), ("b", 1)):
+        study.add_trial(create_trial(values=list(TABLE[key]), params={"kind": key[0], "level": key[1]},
+                                     distributions=dist))
+    # a pruned setting at its stage means, beyond both complete ones on every metric
+    means = {"faith": 0.0, "loc_a": 9.0, "loc_b": 0.0}
+    study.add_trial(create_trial(state=TrialState.PRUNED, params={"kind": "a", "level": 0}, distributions=dist,
+                                 user_attrs={"pruned": "lost the race"},
+                                 system_attrs={FIDELITY_ATTR: {"rule": "decision", "means": means}}))
+    sampler = DecisionTPESampler(decision, seed=0)
+    view = sampler.view(study)
+    got = [t.values[0] for t in view.get_trials(states=(TrialState.COMPLETE,))]
+    rows = [TABLE[("a", 1)], TABLE[("b", 1)]]
+    assert got == pytest.approx(_by_hand(rows, rows + [(0.0, 9.0, 0.0)], 1.0, 1.0))
+    # without the pruned row: min-max over the two complete settings alone
+    assert list(decision_scores(decision, study.get_trials(states=(TrialState.COMPLETE,))).values()) == \
+        pytest.approx(_by_hand(rows, rows, 1.0, 1.0))

@@ -6,8 +6,9 @@ complete settings, averaged per category, categories weighted by ``decision.pref
 :class:`DecisionTPESampler` searches for that setting directly. It wraps an Optuna
 :class:`~optuna.samplers.TPESampler` that optimizes one value (maximize) and hands it a view of
 the study (:class:`DecisionView`) in which each complete trial's values are replaced by that
-trial's weighted score, under a Scorer fitted on every complete trial so far (refitted whenever a
-trial completes, as ``recommend`` normalizes over the study's settings). The study itself is left
+trial's weighted score, under a Scorer fitted on every complete trial so far and, in a racing study,
+the pruned settings at their stage means (refitted whenever a trial completes or is pruned, as
+``recommend`` normalizes over the settings the study explored). The study itself is left
 multi-objective: every trial stores every metric, so the Pareto front, the report and
 ``recommend`` work unchanged.
 
@@ -35,7 +36,7 @@ from optuna.trial import FrozenTrial, TrialState
 from xaiopt.errors import ConfigError
 from xaiopt.metrics.preferences import category_weights
 from xaiopt.metrics.scoring import Scorer
-from xaiopt.objective.attrs import distinct_settings
+from xaiopt.objective.attrs import distinct_settings, explored_means
 
 if TYPE_CHECKING:
     from xaiopt.config import StudyConfig
@@ -102,11 +103,13 @@ def _setting_key(t: FrozenTrial) -> str:
     return json.dumps(sorted((k, repr(v)) for k, v in t.params.items()))
 
 
-def decision_scores(decision: Decision, complete: Sequence[FrozenTrial]) -> dict[int, float]:
+def decision_scores(decision: Decision, complete: Sequence[FrozenTrial],
+                    explored: Sequence[Sequence[float]] = ()) -> dict[int, float]:
     """Trial number -> the weighted score of its metric vector under a Scorer fitted on the distinct
     settings among ``complete`` (as ``recommend`` fits it: :func:`distinct_settings`, then one trial
-    per parameter set for trials that recorded no explainer). A trial with a non-finite value
-    scores -inf; rows with one are left out of the fit."""
+    per parameter set for trials that recorded no explainer), and on ``explored``: the stage means of
+    the settings racing pruned (:func:`xaiopt.objective.attrs.explored_means`), as ``recommend``
+    adds them. A trial with a non-finite value scores -inf; rows with one are left out of the fit."""
     if not complete:
         return {}
     kept, _ = distinct_settings(list(complete))
@@ -117,7 +120,7 @@ def decision_scores(decision: Decision, complete: Sequence[FrozenTrial]) -> dict
             got = "no values" if t.values is None else f"{len(t.values)} values"
             raise ConfigError(f"sampler: tpe-decision was built for {n} metrics ({', '.join(decision.metrics)}) "
                               f"but trial {t.number} has {got}; build it from this study's config")
-    fit_rows = np.array([t.values for t in reps], dtype=np.float64)
+    fit_rows = np.array([t.values for t in reps] + [list(r) for r in explored], dtype=np.float64)
     fit_rows = fit_rows[np.isfinite(fit_rows).all(axis=1)]
     values = np.array([t.values for t in complete], dtype=np.float64)
     if len(fit_rows) == 0:
@@ -195,9 +198,11 @@ class DecisionTPESampler(BaseSampler):
         complete = [t for t in trials if t.state == TrialState.COMPLETE]
         if complete:
             # a query that returns any complete trial returns them all (Optuna filters by state only)
-            key = (study._study_id, tuple(t.number for t in complete))
+            pruned = study._get_trials(deepcopy=False, states=(TrialState.PRUNED,), use_cache=True)
+            explored = explored_means(pruned, list(self.decision.metrics))
+            key = (study._study_id, tuple(t.number for t in complete), len(explored))
             if key != self._cache_key:
-                scores = decision_scores(self.decision, complete)
+                scores = decision_scores(self.decision, complete, explored)
                 self._cache = {}
                 for t in complete:
                     c = copy.copy(t)
