@@ -140,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     _method(rc)
     rc.add_argument("--format", default="text", choices=["text", "json"])
     _storage(rc)
+    tb = ss.add_parser("table", help="the paper's canonization table: rows model x method, columns metric x "
+                       "canonized (no / yes), the best of each column marked; several studies (one per model) in one")
+    tb.add_argument("names", nargs="+", metavar="NAME")
+    tb.add_argument("--format", default="text", choices=["text", "markdown", "csv", "latex", "json"])
+    _storage(tb)
     va = ss.add_parser("validate", help="score the recommended, compromise, top front and baseline settings on the "
                        "held-out samples (data.holdout): optimism, paired bootstrap, rank agreement, does it hold")
     va.add_argument("name")
@@ -408,6 +413,11 @@ def _cmd_study(args: argparse.Namespace) -> int:
         result = compare_per_class(st.load_study(args.name, storage=args.storage), prefer=args.prefer,
                                    device=args.device)
         print(result.to_json() if args.format == "json" else result.text())
+    elif args.action == "table":
+        from xaiopt.analysis.table import paper_table
+
+        table = paper_table([st.load_study(n, storage=args.storage) for n in dict.fromkeys(args.names)])
+        print(table.to_json() if args.format == "json" else table.render(args.format))
     elif args.action == "validate":
         from xaiopt.analysis.validate import validate
 

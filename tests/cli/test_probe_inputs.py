@@ -84,7 +84,7 @@ def unwritable_dir(tmp_path: Path) -> Path:
     ({"runtime": {"batch_budget": True}}, "runtime.batch_budget"),
     ({"runtime": {"lrp_cache_mb": False}}, "runtime.lrp_cache_mb"),
     ({"space": {**SMALL["space"], "gamma": [True, 0.25]}}, "space.gamma.choices"),
-    ({"fidelity": {"subset": True}}, "fidelity.subset"),
+    ({"fidelity": {"stages": [4, True]}}, "fidelity.stages"),
 ])
 def test_a_boolean_for_a_number_is_refused_and_nothing_is_written(tmp_path, capsys, monkeypatch, update, field):
     monkeypatch.chdir(tmp_path)

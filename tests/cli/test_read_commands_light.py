@@ -70,6 +70,8 @@ def here(capsys, *argv: str) -> tuple[int, str]:
     ("study", "pareto", "light", "--format", "json"),
     ("study", "recommend", "light"),
     ("study", "recommend", "light", "--format", "json", "--prefer", "faithfulness=2"),
+    ("study", "table", "light"),
+    ("study", "table", "light", "--format", "latex"),
 ], ids=lambda a: "-".join(a[1:]))
 def test_read_commands_load_no_torch_and_print_what_a_full_process_prints(storage, capsys, argv):
     got = fresh(*argv, "--storage", storage)

@@ -15,14 +15,14 @@ Example::
 
 from __future__ import annotations
 
-import json
 import math
 
 import plotly.graph_objects as go
 from optuna.trial import FrozenTrial
 from plotly.subplots import make_subplots
 
-from xaiopt.objective.attrs import baseline, spec_dict
+from xaiopt.analysis.table import canonize_pairs
+from xaiopt.objective.attrs import baseline
 from xaiopt.report.view import empty_figure, metric_label, short_name, study_view
 from xaiopt.study import LoadedStudy
 
@@ -39,15 +39,7 @@ def canonization_pairs(loaded: LoadedStudy) -> list[tuple[FrozenTrial, FrozenTri
 
         [(a.number, b.number) for a, b in canonization_pairs(loaded)]     # [(0, 1), (2, 3), (4, 5)]
     """
-    by_rest: dict[str, dict[bool, FrozenTrial]] = {}
-    for t in study_view(loaded).settings:
-        spec = spec_dict(t)
-        if spec is None or "canonize" not in spec:
-            continue
-        rest = json.dumps({k: v for k, v in spec.items() if k != "canonize"}, sort_keys=True)
-        by_rest.setdefault(rest, {}).setdefault(bool(spec["canonize"]), t)
-    pairs = [(d[True], d[False]) for d in by_rest.values() if True in d and False in d]
-    return sorted(pairs, key=lambda p: min(p[0].number, p[1].number))
+    return canonize_pairs(study_view(loaded).settings)
 
 
 def pair_title(canon: FrozenTrial, plain: FrozenTrial) -> str:

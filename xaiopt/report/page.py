@@ -252,6 +252,17 @@ def _held_out(rec: Recommendation) -> str:
                f"</th></tr>{comp}</table>" if comp else ""))
 
 
+def _paper_table(loaded: LoadedStudy) -> str:
+    """The paper's table of this study (``xaiopt study table``), when it has a canonized / plain pair."""
+    from xaiopt.analysis.table import paper_table
+
+    if not canonization_pairs(loaded):
+        return ""
+    return ("<h3>As in the paper (rows: method; columns: metric, canonized no / yes; bold: the best of the "
+            "column; <code>xaiopt study table</code> prints it, several studies in one)</h3>"
+            + paper_table([loaded]).html())
+
+
 def _canonization_table(loaded: LoadedStudy) -> str:
     view = study_view(loaded)
     parts = []
@@ -405,7 +416,7 @@ def write_report(loaded: LoadedStudy, out_dir: str | Path, *, prefer: Sequence[s
         "Settings evaluated both with and without canonization (the same rules otherwise). Bars: each metric "
         "normalized (1 = the study's best, taller is better; a bar of height 0, the study's worst, is marked "
         "\"0\"); tables: the raw values, the better one in green.",
-        _empty_or_figure(canon_fig, "canonization") + _canonization_table(loaded)))
+        _empty_or_figure(canon_fig, "canonization") + _paper_table(loaded) + _canonization_table(loaded)))
 
     if images > 0:
         step("heatmaps of %d images: loads the model and recomputes its attributions", images)
