@@ -226,3 +226,14 @@ def test_an_outlier_sits_at_the_axis_edge_and_is_named(tmp_path):
     axis = par.data[0].dimensions[1]
     assert min(axis.values) == pytest.approx(-fence)  # flipped (minimized), cut at the fence
     assert "trial 9 = 3.27" in par.layout.title.text
+
+
+def test_the_report_shows_the_paper_table_of_its_canonize_pairs(two_way):
+    from xaiopt.report.page import _paper_table
+
+    page = _paper_table(two_way)
+    # one pair (0 canonized, 2 plain) of baseline b: a single row, so each column's only value is its best
+    assert "<th colspan='2'>sparseness ↑</th><th colspan='2'>avg_sensitivity ↓</th>" in page
+    row = page[page.index("<tr><td>"):]
+    assert row.startswith("<tr><td>benchmark:vgg</td><td>b</td><td class='num'><b>0.5</b></td>"
+                          "<td class='num'><b>0.2</b></td><td class='num'><b>2</b></td><td class='num'><b>3</b></td>")
