@@ -13,9 +13,10 @@ search samples):
 The decision's weighted score is linear in the metric means wherever the normalization does not
 clip (:meth:`xaiopt.metrics.scoring.Scorer.coefficients`), so the per-sample score difference of
 two settings is ``coef @ (incumbent_i - candidate_i)`` and its mean is their score difference. The
-normalization is the one ``recommend`` fits on the study's distinct complete settings at the time.
+normalization is the one ``recommend`` fits at the time: over the study's distinct complete settings
+and the settings pruned so far at their stage means (:func:`incumbent`'s ``explored``).
 
-Dominance: a new setting is first scored on the first K search samples. It is pruned when ONE completed trial
+Dominance: after a stage of K search samples, the setting is pruned when ONE completed trial
 beats it on EVERY metric (each in its own direction) by more than ``z`` standard errors of the
 paired per-sample difference on those K samples: with d_i the completed trial's advantage on
 sample i, mean(d) > z * std(d, ddof=1) / sqrt(K) for every metric. The completed trial's scores are
@@ -26,13 +27,17 @@ multi-fidelity off, so a completed trial's values never depend on this rule.
 The pairing is by sample, not by noise draw: the metrics that draw noise (sensitivity, random
 logit, faithfulness correlation) draw it for the K samples afresh, so the candidate's subset
 scores and the completed trial's first K differ by that noise too; the standard error of the
-difference carries it. :func:`clearly_better` is the rule itself, shared with the replay estimate
-of ``benchmarks/search_efficiency.py`` so that the two cannot drift.
+difference carries it. :func:`clearly_better` is the test itself; the replays of
+``benchmarks/racing.py`` and ``benchmarks/search_efficiency.py`` call these functions, so that a
+benchmark and a trial cannot drift.
 
 Example::
 
     found = dominating({"sparseness": cand}, [(3, {"sparseness": full3})], {"sparseness": "maximize"}, z=2.0)
     found.by, found.margins          # 3, {'sparseness': 5.4}  (mean advantage in standard errors)
+    inc = incumbent([(0, v0, s0), (1, v1, s1)], metrics=["sparseness"], directions=["maximize"],
+                    categories=["complexity"], weights={"complexity": 1.0})
+    racing_loss({"sparseness": cand}, inc, z=1.0)      # a RaceLoss, or None when it does not lose
 """
 
 from __future__ import annotations
