@@ -56,7 +56,7 @@ MEANINGS: dict[str, str] = {
     "model.cache_dir": "Where trained benchmark models are cached (default `$XAIOPT_CACHE_DIR`, else "
                        "`~/.cache/xaiopt`).",
     "data": "The evaluation batch every trial is scored on.",
-    "data.name": "`benchmark`, `imagefolder:PATH`, `imagenet:PATH` or `voc:PATH`; from Python also a "
+    "data.name": "`benchmark`, `imagefolder:PATH`, `imagenet:PATH`, `voc:PATH` or `coco:PATH`; from Python also a "
                  "registered batch of tensors (`python:NAME`).",
     "data.n_samples": "How many samples every trial is scored on (search and held-out together), balanced "
                       "over the classes.",
@@ -68,7 +68,8 @@ MEANINGS: dict[str, str] = {
     "data.classes": "The model's class names in index order (a list, or a file with one per line) that the "
                     "dataset's class names are looked up in.",
     "data.n_classes": "A seeded subset of this many classes; the samples are balanced over them.",
-    "data.split": "`train`/`test` for `benchmark` (default `test`), `train`/`val`/`trainval` for `voc`.",
+    "data.split": "`train`/`test` for `benchmark` (default `test`), `train`/`val`/`trainval` for `voc`, "
+                  "`val`/`train` for `coco` (default `val`).",
     "data.mean": "Per-channel input normalisation mean (R, G, B) of the model; default ImageNet's.",
     "data.std": "Per-channel input normalisation standard deviation; given together with `mean`.",
     "data.holdout": "Samples kept out of the search for `xaiopt study validate`: a fraction `0 < f < 1` or a "

@@ -399,13 +399,14 @@ class ModelConfig(_Strict):
 class DataConfig(_Strict):
     """The evaluation batch: dataset name and how many samples every trial is scored on.
 
-    ``name``: ``benchmark``, ``imagefolder:PATH``, ``imagenet:PATH`` or ``voc:PATH`` (checked
+    ``name``: ``benchmark``, ``imagefolder:PATH``, ``imagenet:PATH``, ``voc:PATH`` or ``coco:PATH`` (checked
     against the dataset registry when the study is created). ``target``: the class each sample is
     explained for, its ``label`` or the model's ``predicted`` class on the clean batch.
     ``classes``: the model's class names in index order (a list, or a text file with one name per
     line) that dataset class names (folders, wnids, VOC names) are looked up in. ``n_classes``: a
     seeded subset of that many classes, ``n_samples`` balanced over them. ``split``: ``train``/
-    ``test`` for ``benchmark``, ``train``/``val``/``trainval`` for ``voc``. ``mean``/``std``: the
+    ``test`` for ``benchmark``, ``train``/``val``/``trainval`` for ``voc``, ``val``/``train`` for ``coco``.
+    ``mean``/``std``: the
     model's input normalisation (default ImageNet's). ``holdout``: a fraction (``0 < f < 1``) or a
     count of the ``n_samples`` kept out of the search, stratified by class and seeded by ``seed``;
     trials are scored on the rest, ``xaiopt study validate`` on these (xaiopt/zoo/split.py).

@@ -85,6 +85,16 @@ def imagenet_class_map() -> ClassMap:
                           f"with data.classes")
 
 
+def dataset_class_map(classes: Sequence[str] | str | None, names: Sequence[str], *, label: str,
+                      kind: str) -> ClassMap:
+    """``data.classes`` when given (:func:`explicit_class_map`), else the dataset's own ``names`` in order
+    (``kind`` names them in errors, e.g. "VOC classes")."""
+    if classes is not None:
+        return explicit_class_map(classes, label=label)
+    names = tuple(names)
+    return ClassMap(index={c: i for i, c in enumerate(names)}, names=names, kind=kind, valid=", ".join(names))
+
+
 def explicit_class_map(classes: Sequence[str] | str, *, label: str) -> ClassMap:
     """``data.classes``: a list of names, or the path of a text file with one name per line."""
     if isinstance(classes, str):

@@ -6,6 +6,8 @@
 - ``imagenet:<path>``: ILSVRC-2012 validation images with bounding-box masks; see
   :mod:`xaiopt.zoo.imagenet`.
 - ``voc:<path>``: Pascal VOC 2012 segmentation, the largest object's mask; see :mod:`xaiopt.zoo.voc`.
+- ``coco:<path>``: MS COCO 2017 with instance annotations, the largest category's mask; see
+  :mod:`xaiopt.zoo.coco`.
 - ``python:<name>``: a batch registered in this process (:mod:`xaiopt.zoo.registered`), its first ``n``
   samples as given (no selection, resizing or class mapping).
 
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 from xaiopt.errors import ConfigError, UnknownNameError
 from xaiopt.zoo import synthetic
 from xaiopt.zoo.batch_size import check_batch_size
+from xaiopt.zoo.coco import load_coco
 from xaiopt.zoo.evaldata import EvalData
 from xaiopt.zoo.imagefolder import load_imagefolder
 from xaiopt.zoo.imagenet import load_imagenet
@@ -96,8 +99,9 @@ def load_dataset(
 ) -> EvalData:
     """Load ``n`` evaluation samples, deterministic in ``seed``.
 
-    ``split`` applies to ``benchmark`` (``"test"`` (default) or ``"train"``) and ``voc``
-    (``"val"`` (default), ``"train"``, ``"trainval"``); for the folder schemes the folder is the
+    ``split`` applies to ``benchmark`` (``"test"`` (default) or ``"train"``), ``voc``
+    (``"val"`` (default), ``"train"``, ``"trainval"``) and ``coco`` (``"val"`` (default),
+    ``"train"``); for the folder schemes the folder is the
     split. ``image_size`` defaults to 64 for ``benchmark`` (the only size it has) and 224 for the
     others. ``classes`` (names, or a file with one per line) maps class names to the model's
     indices, ``n_classes`` draws a seeded subset of the classes, ``mean``/``std`` replace the
@@ -129,7 +133,7 @@ def load_dataset(
     loader = _SCHEMES.get(scheme)
     if loader is None or not rest:
         raise UnknownNameError(f"dataset {name!r} is unknown; valid: {dataset_help()}")
-    if split is not None and scheme != "voc":
+    if split is not None and scheme not in ("voc", "coco"):
         raise ConfigError(f"data.split={split!r} is invalid for dataset {name!r} (the folder is the split); "
                           f"valid: unset")
     return loader(DatasetRequest(path=rest, n=n, seed=seed, split=split, image_size=image_size, classes=classes,
@@ -188,4 +192,10 @@ def _imagenet(req: DatasetRequest) -> EvalData:
 def _voc(req: DatasetRequest) -> EvalData:
     return load_voc(req.path, n=req.n, seed=req.seed, image_size=req.size, split=req.split, classes=req.classes,
                     n_classes=req.n_classes, normalization=req.norm)
+
+
+@_scheme("coco")
+def _coco(req: DatasetRequest) -> EvalData:
+    return load_coco(req.path, n=req.n, seed=req.seed, image_size=req.size, split=req.split, classes=req.classes,
+                     n_classes=req.n_classes, normalization=req.norm)
 

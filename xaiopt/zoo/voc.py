@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from xaiopt.errors import ConfigError
-from xaiopt.zoo.classes import ClassMap, explicit_class_map
+from xaiopt.zoo.classes import dataset_class_map
 from xaiopt.zoo.evaldata import EvalData
 from xaiopt.zoo.selection import masked_batch, select_balanced
 from xaiopt.zoo.transforms import Normalization, ResizeCrop, open_image
@@ -64,9 +64,7 @@ def load_voc(
         raise ConfigError(f"dataset {label!r}: {str(split_file)!r} is missing; valid splits are the image sets "
                           f"listed there ({', '.join(SPLITS)})")
     dataset = VOCSegmentation(str(root), year="2012", image_set=split, download=False)
-    cmap = (explicit_class_map(classes, label=label) if classes is not None
-            else ClassMap(index={c: i for i, c in enumerate(VOC_CLASSES)}, names=VOC_CLASSES, kind="VOC classes",
-                          valid=", ".join(VOC_CLASSES)))
+    cmap = dataset_class_map(classes, VOC_CLASSES, label=label, kind="VOC classes")
     groups: dict[int, list[tuple[int, int]]] = {}
     for i, target_file in enumerate(dataset.masks):
         if not Path(target_file).is_file():
