@@ -128,7 +128,7 @@ def racing_run(cache: GridCache, stages: dict, sampler: str, seed: int, metrics,
 
     from xaiopt.analysis.replay import GridReplay
     from xaiopt.config import SamplerConfig
-    from xaiopt.objective.fidelity import dominating, incumbent, racing_loss
+    from xaiopt.objective.fidelity import first_loss, incumbent
     from xaiopt.study.samplers import make_sampler
 
     now = dataclasses.replace(cache, values=stages["full_values"], per_sample=stages["full_per_sample"])
@@ -160,21 +160,20 @@ def racing_run(cache: GridCache, stages: dict, sampler: str, seed: int, metrics,
                     inc = incumbent([(j, replay.values[j], full[j]) for j in done], metrics=names,
                                     directions=replay.directions, categories=kw["categories"], weights=kw["weights"],
                                     explored=list(pruned_means.values()) if range_from_pruned else ())
-                so_far: dict[str, np.ndarray] = {}
-                for k, part in enumerate(slices):
-                    cost["seconds"] += priced(stages["stages"][part]["seconds"][i])
-                    scores = stages["stages"][part]["per_sample"][i]
-                    so_far = {m: np.concatenate([so_far.get(m, np.zeros(0)), np.asarray(scores[c], np.float64)])
-                              for m, c in zip(names, cols)}
-                    if inc is not None:
-                        lost = racing_loss(so_far, inc, z=z, stage=k + 1) is not None
-                    else:
-                        lost = dominating(so_far, [(j, full[j]) for j in done], directions, z=z) is not None
-                    if lost:
-                        pruned_means[i] = [float(so_far[m].mean()) for m in names]
-                        pruned[i] = k
-                        per_stage[k] += 1
-                        raise optuna.TrialPruned()
+
+                def parts():  # each stage's cached scores, paid for when the rule asks for them
+                    for part in slices:
+                        cost["seconds"] += priced(stages["stages"][part]["seconds"][i])
+                        scores = stages["stages"][part]["per_sample"][i]
+                        yield {m: scores[c] for m, c in zip(names, cols)}
+
+                found, so_far = first_loss(parts(), metrics=names, z=z, inc=inc,
+                                           completed=[(j, full[j]) for j in done], directions=directions)
+                if found is not None:
+                    pruned_means[i] = [float(so_far[m].mean()) for m in names]
+                    pruned[i] = found.stage - 1
+                    per_stage[found.stage - 1] += 1
+                    raise optuna.TrialPruned()
             seconds = priced(stages["full_seconds"][i])
             cost["seconds"] += seconds
             cost["full_seconds"] += seconds

@@ -144,7 +144,8 @@ def _label(t: FrozenTrial) -> str:
 
 
 def _scoring(loaded: LoadedStudy, prefer: Prefer, method: str = "score"):
-    """The study's distinct complete settings, their values and the Scorer fitted on them."""
+    """The study's distinct complete settings, their values, the Scorer fitted on them and the number of
+    pruned settings (racing) whose stage means widen its range."""
     metrics = loaded.metric_names
     directions = [d.name.lower() for d in loaded.study.directions]
     categories = loaded.metric_categories
@@ -158,12 +159,15 @@ def _scoring(loaded: LoadedStudy, prefer: Prefer, method: str = "score"):
     weights = category_weights(chosen, present=present, what=source)
     cands, alias = distinct_settings(complete)
     values = np.array([t.values for t in cands], dtype=np.float64)
+    if method != "score":  # ranks are among the complete settings only
+        ranks = METHODS[method].fit(values, metrics=metrics, directions=directions, categories=categories,
+                                    weights=weights)
+        return complete, cands, alias, values, ranks, 0
     # the normalization spans the settings the study explored: a racing study's pruned ones at their stage means
     explored = explored_means(loaded.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)), metrics)
-    fit_on = np.vstack([values, np.array(explored, dtype=np.float64)]) if explored and method == "score" else values
-    scorer = METHODS[method].fit(fit_on, metrics=metrics, directions=directions, categories=categories,
-                                 weights=weights)
-    return complete, cands, alias, values, scorer
+    scorer = Scorer.fit(values, metrics=metrics, directions=directions, categories=categories, weights=weights,
+                        also=explored)
+    return complete, cands, alias, values, scorer, len(explored)
 
 
 def decision_prefer(loaded: LoadedStudy, prefer: Prefer) -> tuple[Prefer, str]:
@@ -178,7 +182,7 @@ def decision_prefer(loaded: LoadedStudy, prefer: Prefer) -> tuple[Prefer, str]:
 def study_scorer(loaded: LoadedStudy, prefer: Prefer = None, method: str = "score") -> Scorer:
     """The Scorer that :func:`recommend` ranks with (normalization over the distinct complete settings)."""
     _checked_method(method)
-    return _scoring(loaded, prefer, method)[-1]
+    return _scoring(loaded, prefer, method)[4]
 
 
 def _checked_method(method: str) -> None:
@@ -209,7 +213,7 @@ def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: P
     _checked_method(method)
     loaded = study if isinstance(study, LoadedStudy) else load_study(study, storage=storage)
     metrics = loaded.metric_names
-    complete, cands, alias, values, scorer = _scoring(loaded, prefer, method)
+    complete, cands, alias, values, scorer, explored = _scoring(loaded, prefer, method)
     directions = list(scorer.directions)
     categories = list(scorer.metric_categories)
     weights = {c: scorer.weights[c] for c in scorer.categories}
@@ -285,8 +289,7 @@ def recommend(study: LoadedStudy | str, *, storage: str | None = None, prefer: P
         n = sum(s is None for s in scores.values())
         notes.append(f"{n} of {len(cands)} settings stored no per-sample scores (trials run before xaiopt kept "
                      f"them): comparisons with them have no confidence interval.")
-    explored = len(explored_means(loaded.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)), metrics))
-    if explored and method == "score":
+    if explored:
         notes.append(f"The normalization spans the {len(cands)} complete settings and the {explored} that racing "
                      f"pruned, at their stage means (docs/search.md): the range the study explored.")
     rule = RULES[method]

@@ -51,9 +51,14 @@ class Scorer:
 
     @classmethod
     def fit(cls, values: np.ndarray, *, metrics: Sequence[str], directions: Sequence[str],
-            categories: Sequence[str], weights: Mapping[str, float], robust: bool = True) -> "Scorer":
-        """Normalize over ``values`` ((T, M), one row per setting, metrics in study order)."""
+            categories: Sequence[str], weights: Mapping[str, float], robust: bool = True,
+            also: Sequence[Sequence[float]] = ()) -> "Scorer":
+        """Normalize over ``values`` ((T, M), one row per setting, metrics in study order) and ``also``: more
+        settings of the range that are not ranked (a racing study's pruned ones at their stage means,
+        :func:`xaiopt.objective.attrs.explored_means`)."""
         values = np.asarray(values, dtype=np.float64)
+        if len(also):
+            values = np.vstack([values, np.asarray(also, dtype=np.float64).reshape(-1, values.shape[1])])
         low, high = values.min(axis=0), values.max(axis=0)
         clipped = np.zeros(values.shape[1], dtype=bool)
         if robust and len(values) >= OUTLIER_MIN_SETTINGS:

@@ -43,8 +43,9 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -177,8 +178,8 @@ def incumbent(completed: Sequence[tuple[int, Sequence[float], Mapping[str, np.nd
     if len(completed) < 2:
         return None
     values = np.array([list(v) for _, v, _ in completed], dtype=np.float64)
-    fit_on = np.vstack([values, np.asarray(explored, dtype=np.float64).reshape(-1, values.shape[1])])
-    scorer = Scorer.fit(fit_on, metrics=metrics, directions=directions, categories=categories, weights=weights)
+    scorer = Scorer.fit(values, metrics=metrics, directions=directions, categories=categories, weights=weights,
+                        also=explored)
     best = int(np.argmax(scorer.score(values)))
     number, _, scores = completed[best]
     return Incumbent(number=int(number), scores={m: np.asarray(s, dtype=np.float64) for m, s in scores.items()},
@@ -202,3 +203,28 @@ def racing_loss(candidate: Mapping[str, np.ndarray], inc: Incumbent, *, z: float
     se = max(float(d.std(ddof=1)) / math.sqrt(k), SE_FLOOR)
     return RaceLoss(by=inc.number, stage=stage, subset=k, z=float(z), advantage=float(d.mean()), se=se,
                     margin=float(margins[0, 0]), weights=dict(inc.weights))
+
+
+def first_loss(parts: Iterable[Mapping[str, Any]], *, metrics: Sequence[str], z: float,
+               inc: Incumbent | None = None, completed: Sequence[tuple[int, Mapping[str, np.ndarray]]] = (),
+               directions: Mapping[str, str] | None = None
+               ) -> tuple[RaceLoss | Domination | None, dict[str, np.ndarray]]:
+    """Run the stages: each of ``parts`` (one stage's per-sample scores, ``{metric: (k,)}``) is appended to
+    the stages before it, then the rule is applied to the samples so far: with ``inc`` the race
+    against it (:func:`racing_loss`), else dominance by one of ``completed`` (:func:`dominating`,
+    ``directions`` per metric). Returns the first loss (None after a last stage survived) and the
+    scores so far. ``parts`` is consumed lazily, so a stage after a loss is never evaluated. The trial
+    and the replay of ``benchmarks/racing.py`` both run their stages through here."""
+    so_far: dict[str, np.ndarray] = {}
+    for stage, part in enumerate(parts, 1):
+        so_far = {m: np.concatenate([so_far.get(m, np.zeros(0)), np.asarray(part[m], dtype=np.float64)])
+                  for m in metrics}
+        found: RaceLoss | Domination | None
+        if inc is not None:
+            found = racing_loss(so_far, inc, z=z, stage=stage)
+        else:
+            assert directions is not None
+            found = dominating(so_far, completed, directions, z=z, stage=stage)
+        if found is not None:
+            return found, so_far
+    return None, so_far

@@ -47,7 +47,7 @@ from xaiopt.objective.attrs import (
 )
 from xaiopt.objective.benchmark import Benchmark, get_benchmark
 from xaiopt.objective.explain import explainer_for
-from xaiopt.objective.fidelity import Domination, RaceLoss, dominating, incumbent, racing_loss
+from xaiopt.objective.fidelity import first_loss, incumbent
 from xaiopt.objective.heatmaps import save_heatmap_grid, target_labels
 from xaiopt.objective.model_faults import describe_exception
 from xaiopt.space import ExplainerSpec, SearchSpace
@@ -361,29 +361,24 @@ class Objective:
                 return None
         elif not completed:
             return None
-        so_far: dict[str, np.ndarray] = {}
-        start = 0
-        for stage, stop in enumerate(self.stages, 1):
-            part, _, _ = self.evaluate_per_sample(spec, start=start, first=stop, draws=fidelity.draws)
-            so_far = {m: np.concatenate([so_far.get(m, np.zeros(0)), part[m].double().cpu().numpy()]) for m in names}
-            start = stop
-            found: RaceLoss | Domination | None
-            if inc is not None:
-                found = racing_loss(so_far, inc, z=fidelity.z, stage=stage)
-            else:
-                found = dominating(so_far, [(n, s) for n, _, s in completed], self.directions, z=fidelity.z,
-                                   stage=stage)
-            if found is not None:
-                elapsed = time.perf_counter() - t
-                reason = found.reason()
-                trial.set_user_attr(PRUNED, reason)
-                # the stage means: where the setting lies, for the range the decision normalizes over
-                _set_system_attr(trial, FIDELITY_ATTR, {**found.to_dict(),
-                                                        "means": {m: float(so_far[m].mean()) for m in names}})
-                self._record_seconds(trial, {"fidelity_subset": elapsed}, t0)
-                log.info("trial %d pruned: %s", trial.number, reason)
-                raise optuna.TrialPruned(reason)
-        return time.perf_counter() - t
+
+        def parts() -> Iterator[dict[str, np.ndarray]]:  # each stage's samples, evaluated when asked for
+            for start, stop in zip([0, *self.stages], self.stages):
+                part, _, _ = self.evaluate_per_sample(spec, start=start, first=stop, draws=fidelity.draws)
+                yield {m: s.double().cpu().numpy() for m, s in part.items()}
+
+        found, so_far = first_loss(parts(), metrics=names, z=fidelity.z, inc=inc,
+                                   completed=[(n, s) for n, _, s in completed], directions=self.directions)
+        if found is None:
+            return time.perf_counter() - t
+        reason = found.reason()
+        trial.set_user_attr(PRUNED, reason)
+        # the stage means: where the setting lies, for the range the decision normalizes over
+        means = {m: float(so_far[m].mean()) for m in names}
+        _set_system_attr(trial, FIDELITY_ATTR, {**found.to_dict(), "means": means})
+        self._record_seconds(trial, {"fidelity_subset": time.perf_counter() - t}, t0)
+        log.info("trial %d pruned: %s", trial.number, reason)
+        raise optuna.TrialPruned(reason)
 
     def _prune_if_pruned_before(self, trial: optuna.Trial, spec: ExplainerSpec, t0: float) -> None:
         """A setting multi-fidelity pruned before is pruned again without a model pass: its subset

@@ -111,8 +111,8 @@ def study_view(loaded: LoadedStudy, rec: Recommendation | None = None,
     if len(settings):
         # the range the recommendation normalizes over: a racing study's pruned settings at their stage means too
         explored = explored_means(loaded.study.get_trials(deepcopy=False, states=(TrialState.PRUNED,)), names)
-        fit_on = np.vstack([values, np.array(explored, dtype=np.float64)]) if explored else values
-        scorer = Scorer.fit(fit_on, metrics=names, directions=directions, categories=categories, weights=weights)
+        scorer = Scorer.fit(values, metrics=names, directions=directions, categories=categories, weights=weights,
+                            also=explored)
         norm = scorer.normalize(values)
         score = scorer.score(values)
     else:
