@@ -40,7 +40,8 @@ STUDIES = ROOT / "studies"
 METRICS = ["sparseness", "region_perturbation", "relevance_rank_accuracy", "relevance_mass_accuracy",
            "avg_sensitivity", "random_logit"]
 SMALL_PARAMS = {"region_perturbation": {"patch_size": 8, "regions": 4}, "avg_sensitivity": {"nr_samples": 1}}
-BASELINES = [f"{b}:{v}" for b in ("epsilon_gamma_box", "alpha2beta1", "epsilon_plus") for v in ("canonized", "plain")]
+BASELINES = [f"{b}:{v}" for b in ("excitation_backprop", "alpha2beta1", "epsilon_plus", "epsilon_gamma_box")
+             for v in ("canonized", "plain")]
 
 VGG_GROUPS = {
     "low": ["features.0", "features.3", "features.7", "features.10"],
@@ -198,18 +199,26 @@ def test_canonization_comparison_runs_its_first_baseline(tmp_path, tiny_imagenet
     _as_shipped(cfg)
     torchvision_name = {"vgg16bn": "vgg16_bn"}.get(model, model)
     assert cfg.model.name == f"torchvision:{torchvision_name}"
-    assert cfg.n_trials == 6 and cfg.baselines == BASELINES
+    assert cfg.n_trials == 8 and cfg.baselines == BASELINES
     small, study, trial = _run_one(cfg, tiny_imagenet, tmp_path)
 
-    # exactly the six baselines were enqueued, and the first of them ran
+    # exactly the eight baselines were enqueued, and the first of them ran: Excitation Backprop, z+ on
+    # every layer (the dense one included) with the gradient through activations and batch norms
     trials = study.get_trials()
     assert sorted(t.user_attrs[BASELINE_ATTR] for t in trials) == sorted(BASELINES)
-    assert trial.user_attrs[BASELINE_ATTR] == "epsilon_gamma_box:canonized"
+    assert trial.user_attrs[BASELINE_ATTR] == "excitation_backprop:canonized"
     assert trial.user_attrs["explainer"] == (
-        "canonize=yes first=zbox conv1=gamma(0.25) conv2=gamma(0.25) conv3=gamma(0.25) classifier=epsilon(1e-06)")
+        "canonize=yes first=same base=excitation_backprop conv1=zplus conv2=zplus conv3=zplus classifier=zplus")
     waiting = {t.user_attrs[BASELINE_ATTR]: t for t in study.get_trials(states=(optuna.trial.TrialState.WAITING,))}
     assert waiting["epsilon_plus:plain"].system_attrs["fixed_params"] == {
-        "canonize": False, "first_layer": "same", "conv1.rule": "zplus", "conv2.rule": "zplus", "conv3.rule": "zplus"}
+        "canonize": False, "first_layer": "same", "base": "lrp", "conv1.rule": "zplus", "conv2.rule": "zplus",
+        "conv3.rule": "zplus", "classifier.rule": "epsilon"}
+    assert waiting["excitation_backprop:plain"].system_attrs["fixed_params"] == {
+        "canonize": False, "first_layer": "same", "base": "excitation_backprop", "conv1.rule": "zplus",
+        "conv2.rule": "zplus", "conv3.rule": "zplus", "classifier.rule": "zplus"}
+    assert waiting["epsilon_gamma_box:plain"].system_attrs["fixed_params"] == {
+        "canonize": False, "first_layer": "zbox", "base": "lrp", "conv1.rule": "gamma", "conv2.rule": "gamma",
+        "conv3.rule": "gamma", "classifier.rule": "epsilon"}
 
     bench = get_benchmark(small, torch.device("cpu"))
     groups = study.user_attrs[GROUPS_ATTR]

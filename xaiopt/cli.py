@@ -102,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "(overrides the config's n_trials)")
     c.add_argument("--baseline", action="append", default=[], metavar="NAME",
                    help="enqueue a named baseline explainer once (epsilon_plus, epsilon_plus_flat, alpha2beta1, "
-                        "epsilon_gamma_box; NAME:canonized or NAME:plain for one variant); repeatable")
+                        "epsilon_gamma_box, excitation_backprop; NAME:canonized or NAME:plain for one variant); "
+                        "repeatable")
     c.add_argument("--dry-run", action="store_true",
                    help="check CONFIG against its model and data and measure one trial's cost; write nothing")
     c.add_argument("--per-class", nargs="?", const="", default=None, metavar="CLASS[,CLASS...]",

@@ -53,15 +53,20 @@ def _mixed(layers, canon):
     return ExplainerSpec(canonize=canon, first_layer="flat", groups=groups)
 
 
-@pytest.mark.parametrize("family", list(FAMILIES))
-def test_family(family):
+def family_setup(family: str):
+    """The family's model (random weights and batch-norm statistics, float64), its canonized twin, two
+    random images and their bounds."""
     torch.manual_seed(0)
     model = randomize_batch_norms(FAMILIES[family]()).double().eval()
     size = 64 if family.startswith("benchmark") else 32
     x = torch.randn(2, 3, size, size, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
-    low, high = bounds(x)
     twin, _ = canonize(model, x[:1])
-    twin = twin.double().eval()
+    return model, twin.double().eval(), x, *bounds(x)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_family(family):
+    model, twin, x, low, high = family_setup(family)
     for canon, m in [(False, model), (True, twin)]:
         layers = resolve_groups(m, x[:1], 3)
         targets = m(x).argmax(1)

@@ -174,4 +174,4 @@ def test_grid_space_is_the_paper_grid():
 
 def test_rule_registry_names():
     assert set(rule_names()) == {"epsilon", "gamma", "alpha2beta1", "alpha1beta0", "zplus", "flat", "wsquare",
-                                 "zbox", "pass"}
+                                 "zbox", "pass", "excitation_backprop"}

@@ -227,7 +227,10 @@ MALFORMED = [
     (("ungrouped_epsilon",), 0, r"^ungrouped_epsilon: must be > 0, got 0$"),
     (("spec", "canonize"), "yes", r"^spec.canonize: expected true or false, got \"yes\"$"),
     (("spec", "groups", "conv1", "rule"), "gama",
-     r"^spec.groups.conv1.rule: unknown rule 'gama' \(valid: epsilon, gamma, alpha2beta1, .*zbox, pass\)$"),
+     r"^spec.groups.conv1.rule: unknown rule 'gama' \(valid: epsilon, gamma, alpha2beta1, .*zbox, pass, "
+     r"excitation_backprop\)$"),
+    (("spec", "base"), "eb", r"^spec.base: \"eb\" is not a base composite \(valid: lrp, excitation_backprop, or no "
+     r"key for lrp\)$"),
     (("spec", "first_layer"), "gamma", r"^spec.first_layer: 'gamma' is not a first-layer rule \(valid: same, .*flat"),
     (("spec", "groups", "conv1", "value"), None,
      r"^spec.groups.conv1.value: rule 'gamma' needs its gamma \(a number\)$"),

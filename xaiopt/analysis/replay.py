@@ -69,6 +69,9 @@ def grid_config(cfg: StudyConfig) -> dict[str, Any]:
     # the transformer attention rules (space.attention, added later): absent while unset, for the same reason
     if d["space"].get("attention") is None:
         d["space"].pop("attention", None)
+    # the CNN base composites (space.base, added later): absent while unset, for the same reason
+    if d["space"].get("base") is None:
+        d["space"].pop("base", None)
     return d
 
 

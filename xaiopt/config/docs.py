@@ -102,6 +102,10 @@ MEANINGS: dict[str, str] = {
     "space.attention": "Transformers only: the attention rules searched, `attnlrp` (AttnLRP's softmax and uniform "
                        "rules) and/or `cp` (CP-LRP, attention held constant); unset: `attnlrp` on a model that runs "
                        "attention. Refused on a model that runs none (docs/transformers.md).",
+    "space.base": "CNNs: the base composites searched, `lrp` (activations and batch norms pass relevance on "
+                  "unchanged, epsilon 1e-6 on conv/linear layers no group names) and/or `excitation_backprop` "
+                  "(activations and batch norms keep their gradient, z+ on those layers: zennit's "
+                  "ExcitationBackprop); both put Norm on sums and average pools. Unset: `lrp`.",
     "space.overrides": "Per layer group (by name): its own `rules`, `gamma`, `epsilon` and `params`, replacing "
                        "the space-wide ones.",
     "space.overrides.rules": "The rules this group may take; unset: `space.rules`.",
@@ -167,7 +171,8 @@ MEANINGS: dict[str, str] = {
     "fidelity.draws": "Noise draws per sample in the stages for metrics with `nr_samples` (null: their "
                       "own `nr_samples`; fewer are cheaper).",
     "baselines": "Named baseline explainers (the paper's composites: `epsilon_plus`, `epsilon_plus_flat`, "
-                 "`alpha2beta1`, `epsilon_gamma_box`; `NAME:canonized` / `NAME:plain` pick one variant) enqueued "
+                 "`alpha2beta1`, `epsilon_gamma_box`, `excitation_backprop`, which needs `excitation_backprop` in "
+                 "`space.base`; `NAME:canonized` / `NAME:plain` pick one variant) enqueued "
                  "once, as the study's first trials, when it is created.",
     "plugins": "Modules imported by every process that runs or reads the study (a custom metric, rule, "
                "objective or model registers itself on import); installed or on `PYTHONPATH` on every machine.",

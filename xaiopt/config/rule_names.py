@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-RULES = ("epsilon", "gamma", "alpha2beta1", "alpha1beta0", "zplus", "flat", "wsquare", "zbox", "pass")
-GROUP_RULES = ("epsilon", "gamma", "alpha2beta1", "alpha1beta0", "zplus", "flat", "wsquare")
+RULES = ("epsilon", "gamma", "alpha2beta1", "alpha1beta0", "zplus", "flat", "wsquare", "zbox", "pass",
+         "excitation_backprop")
+GROUP_RULES = ("epsilon", "gamma", "alpha2beta1", "alpha1beta0", "zplus", "flat", "wsquare", "excitation_backprop")
 FIRST_LAYER_RULES = ("zbox", "flat", "wsquare", "same")
 # built-in rule -> its parameter; each of these parameters has a field of its own (space.gamma, ...)
 PARAMETRISED_RULES = {"gamma": "gamma", "epsilon": "epsilon"}

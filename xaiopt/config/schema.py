@@ -18,6 +18,11 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Tag, ValidationInfo, 
 from xaiopt.config.rule_names import BUILTIN_PARAMS, first_layer_rules, group_rules, plugin_params, rule_param
 
 ATTENTION_RULES = ("attnlrp", "cp")
+# the base composite: what the layers no group or first-layer rule names get. lrp: activations and
+# batch norms pass relevance on unchanged, epsilon(1e-6) on conv/linear; excitation_backprop:
+# activations and batch norms keep their gradient, z+ on conv/linear (zennit's ExcitationBackprop).
+# Both: Norm on sums and average pools.
+BASES = ("lrp", "excitation_backprop")
 SAMPLERS = ("tpe", "tpe-decision", "nsga2", "nsga3", "gp", "random", "grid", "qmc")
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -295,6 +300,13 @@ class SpaceConfig(RuleChoice):
     # transformers only: the attention rules searched (attnlrp: AttnLRP's softmax and uniform rules,
     # cp: attention weights held constant, CP-LRP); unset: attnlrp for a model that runs attention
     attention: list[str] | None = None
+    # CNNs: the base composites searched (BASES); unset: lrp only
+    base: list[str] | None = None
+
+    @field_validator("base")
+    @classmethod
+    def _base(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else _names_of(v, BASES, "base composite")
 
     @field_validator("attention")
     @classmethod

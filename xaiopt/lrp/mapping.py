@@ -4,7 +4,9 @@
 layers, the first layer's rule), ``Pass`` for activations and batch norms, ``Norm`` for
 ``zennit.layer.Sum`` and average pooling, ``Epsilon(1e-6)`` for other Conv/Linear layers, nothing
 for the rest (their plain gradient carries the relevance: max pooling, concatenation, reshapes,
-``GateMul``, functional operations).
+``GateMul``, functional operations). Under the base composite ``excitation_backprop`` (zennit's
+``ExcitationBackprop``) activations and batch norms take nothing either (their gradient carries the
+relevance) and the other Conv/Linear layers take z+.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from torch import Tensor, nn
 from zennit.layer import Sum
 from zennit.types import Activation, AvgPool, BatchNorm
 
-from xaiopt.lrp.rules import RULES, Epsilon, LrpRule, Norm, Pass
+from xaiopt.lrp.rules import RULES, AlphaBeta, Epsilon, LrpRule, Norm, Pass
 from xaiopt.space import ExplainerSpec, LayerGroups, get_rule
 from xaiopt.space.groups import is_weighted
 from xaiopt.space.spec import UNGROUPED_EPSILON
@@ -35,6 +37,7 @@ def named_rules(spec: ExplainerSpec, layers: LayerGroups, *, low: Tensor | None,
 
 
 _PASS, _NORM, _UNGROUPED = Pass(), Norm(), Epsilon(UNGROUPED_EPSILON)
+_ZPLUS = AlphaBeta(1.0, None)  # zennit's ZPlus
 
 
 def rule_table(spec: ExplainerSpec, model: nn.Module, layers: LayerGroups, *, low: Tensor | None,
@@ -44,6 +47,9 @@ def rule_table(spec: ExplainerSpec, model: nn.Module, layers: LayerGroups, *, lo
     # a transformer spec runs in the gradient x input frame, where activations, norms and sums are
     # the function-level rules of xaiopt.lrp.attention: only weighted layers take module rules
     transformer = spec.attention is not None
+    excitation = spec.base == "excitation_backprop"
+    if spec.base not in ("lrp", "excitation_backprop"):
+        raise ValueError(f"base composite {spec.base!r} (valid: lrp, excitation_backprop)")
     table: dict[str, LrpRule] = {}
     for name, module in model.named_modules():
         if name in chosen:
@@ -55,11 +61,12 @@ def rule_table(spec: ExplainerSpec, model: nn.Module, layers: LayerGroups, *, lo
             if is_weighted(module):
                 table[name] = _UNGROUPED
         elif isinstance(module, (Activation, BatchNorm)):
-            table[name] = _PASS
+            if not excitation:
+                table[name] = _PASS
         elif isinstance(module, (Sum, AvgPool)):
             table[name] = _NORM
         elif is_weighted(module):
-            table[name] = _UNGROUPED
+            table[name] = _ZPLUS if excitation else _UNGROUPED
     return table
 
 

@@ -420,4 +420,5 @@ RULES: dict[str, Callable[..., LrpRule]] = {
     "wsquare": lambda v, low, high: WSquare(),
     "zbox": lambda v, low, high: ZBox(low, high),
     "pass": lambda v, low, high: Pass(),
+    "excitation_backprop": lambda v, low, high: AlphaBeta(1.0, None),
 }

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING
 from torch import nn
 from zennit.core import Composite
 from zennit.layer import Sum
-from zennit.rules import Epsilon, Norm, Pass
+from zennit.rules import Epsilon, Norm, Pass, ZPlus
 from zennit.types import Activation, AvgPool, BatchNorm
 
+from xaiopt.config.schema import BASES
 from xaiopt.errors import ConfigError
 from xaiopt.space.exported import _listing, name_rules
 from xaiopt.space.groups import is_weighted
@@ -22,13 +23,22 @@ if TYPE_CHECKING:
 
 
 class SpecComposite(Composite):
-    """Name-mapped rules for weighted layers; zennit's usual defaults for the rest."""
+    """Name-mapped rules for weighted layers; the base composite's defaults for the rest.
 
-    def __init__(self, hooks: dict):
+    ``base="lrp"``: zennit's usual defaults (Pass on activations and batch norms, Norm on sums and
+    average pools, epsilon on other conv/linear layers). ``base="excitation_backprop"``: zennit's
+    ``ExcitationBackprop`` (no hook on activations and batch norms, whose gradient then carries the
+    relevance; Norm on sums and average pools; z+ on other conv/linear layers).
+    """
+
+    def __init__(self, hooks: dict, *, base: str = "lrp"):
+        if base not in BASES:
+            raise ValueError(f"base composite {base!r} (valid: {', '.join(BASES)})")
         self.hooks = hooks
-        self._pass = Pass()
+        self.base = base
+        self._pass = Pass() if base == "lrp" else None
         self._norm = Norm()
-        self._ungrouped = Epsilon(epsilon=UNGROUPED_EPSILON)
+        self._ungrouped = Epsilon(epsilon=UNGROUPED_EPSILON) if base == "lrp" else ZPlus()
         super().__init__(module_map=self._map)
 
     def _map(self, ctx, name, module):
@@ -48,9 +58,10 @@ class ExportedComposite(SpecComposite):
     """The worker's composite (:class:`SpecComposite`) plus the canonizer and a name check at registration."""
 
     def __init__(self, hooks: dict, exported: Exported, *, canonize: bool):
-        super().__init__(hooks)
+        super().__init__(hooks, base=exported.spec.base)
         self.exported = exported
-        self._ungrouped = Epsilon(epsilon=exported.ungrouped_epsilon)
+        if exported.spec.base == "lrp":
+            self._ungrouped = Epsilon(epsilon=exported.ungrouped_epsilon)
         if canonize:
             from xaiopt.canonize import GraphCanonizer
 

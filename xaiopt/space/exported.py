@@ -10,7 +10,9 @@ loading), plus what it came from (study, trial, model, metric values, xaiopt ver
 Which module gets which rule is said once, by :func:`name_rules`: the Python export writes it as
 its ``NAME_MAP``, :func:`load_composite` builds its hooks from it through the rule registry. The
 layers no name reaches get the worker's defaults (:class:`~xaiopt.space.composite.SpecComposite`):
-Pass on activations and batch norms, Norm on sums and average pools, epsilon on conv/linear.
+Pass on activations and batch norms, Norm on sums and average pools, epsilon on conv/linear; under
+the spec's base composite ``excitation_backprop``, nothing on activations and batch norms and z+ on
+conv/linear.
 
 Example::
 
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from xaiopt.config.schema import ATTENTION_RULES
+from xaiopt.config.schema import ATTENTION_RULES, BASES
 from xaiopt.errors import ConfigError, UnknownNameError
 from xaiopt.space.groups import LayerGroups
 from xaiopt.space.rules import RuleDef, get_rule, rule_names
@@ -316,7 +318,14 @@ def _check(doc: Any) -> ExportedComposite:
     if attention is not None and attention not in ATTENTION_RULES:
         raise ConfigError(f"spec.attention: {_show(attention)} is not an attention rule "
                           f"(valid: {', '.join(ATTENTION_RULES)}, or no key for a CNN)")
-    spec = ExplainerSpec(canonize=canonize, first_layer=first_rule, groups=groups, attention=attention)
+    base = raw.get("base", "lrp")
+    if base not in BASES:
+        raise ConfigError(f"spec.base: {_show(base)} is not a base composite (valid: {', '.join(BASES)}, or no key "
+                          f"for lrp)")
+    if base != "lrp" and attention is not None:
+        raise ConfigError(f"spec.base: {base!r} is a CNN's base composite; a transformer's spec (spec.attention) "
+                          f"takes none")
+    spec = ExplainerSpec(canonize=canonize, first_layer=first_rule, groups=groups, attention=attention, base=base)
 
     raw_layers = _get(doc, "layers", "layers", dict, "an object with groups and first_layer")
     modules: dict[str, list[str]] = {}

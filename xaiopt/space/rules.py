@@ -150,3 +150,7 @@ register_rule("zbox", code="ZBox(low={low}, high={high})", needs_bounds=True)(
     lambda low, high: _zennit("ZBox", low=low, high=high)
 )
 register_rule("pass", code="Pass()")(lambda: _zennit("Pass"))
+# Excitation Backprop's rule of one layer (Zhang et al. 2016): z+ with its stabilizer, as zennit's
+# ExcitationBackprop composite puts it on every conv/linear layer. What else sets the EB composite apart
+# (activations and batch norms keep their gradient) is the spec's base composite, not a layer rule.
+register_rule("excitation_backprop", code="ZPlus(stabilizer=1e-06)")(lambda: _zennit("ZPlus", stabilizer=1e-6))

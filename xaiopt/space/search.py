@@ -69,6 +69,11 @@ class SearchSpace:
                               "attention on the input's path, measured on a forward pass); remove space.attention")
         # a transformer's attention rule: AttnLRP unless the study searches it
         self.attention: list[str] = list(cfg.attention or ["attnlrp"]) if layers.transformer else []
+        if cfg.base is not None and cfg.base != ["lrp"] and layers.transformer:
+            raise ConfigError("space.base: the model runs attention; a transformer's rules are AttnLRP's or CP-LRP's "
+                              "(space.attention), not a CNN base composite; remove space.base")
+        # a CNN's base composite (lrp unless the study searches it)
+        self.base: list[str] = list(cfg.base or ["lrp"])
         self.groups: list[GroupSpace] = []
         for name in layers.non_empty():
             override = cfg.overrides.get(name, RuleChoice())
@@ -86,6 +91,7 @@ class SearchSpace:
         canonize = self._categorical(trial, "canonize", list(self.cfg.canonize))
         first = self._categorical(trial, "first_layer", list(self.cfg.first_layer))
         attention = self._categorical(trial, "attention", self.attention) if self.attention else None
+        base = self._categorical(trial, "base", self.base)
         groups: dict[str, GroupRule] = {}
         for g in self.groups:
             if self.grid:
@@ -102,7 +108,8 @@ class SearchSpace:
                 else:
                     value = float(self._categorical(trial, key, list(space.choices)))
             groups[g.name] = GroupRule(rule, value)
-        return ExplainerSpec(canonize=bool(canonize), first_layer=str(first), groups=groups, attention=attention)
+        return ExplainerSpec(canonize=bool(canonize), first_layer=str(first), groups=groups, attention=attention,
+                             base=str(base))
 
     @staticmethod
     def _categorical(trial: optuna.Trial, name: str, choices: list[Any]) -> Any:
@@ -120,6 +127,8 @@ class SearchSpace:
             space["first_layer"] = list(self.cfg.first_layer)
         if len(self.attention) > 1:
             space["attention"] = list(self.attention)
+        if len(self.base) > 1:
+            space["base"] = list(self.base)
         for g in self.groups:
             settings = g.settings()
             if len(settings) > 1:
@@ -128,7 +137,7 @@ class SearchSpace:
 
     def size(self) -> int | None:
         """Number of distinct configurations, or None when a parameter is continuous."""
-        n = len(self.cfg.canonize) * len(self.cfg.first_layer) * max(len(self.attention), 1)
+        n = len(self.cfg.canonize) * len(self.cfg.first_layer) * max(len(self.attention), 1) * len(self.base)
         for g in self.groups:
             if any(isinstance(p, Range) for r in g.rules if (p := g.params.get(get_rule(r).param or "")) is not None):
                 return None

@@ -43,6 +43,9 @@ class ExplainerSpec:
     groups: dict[str, GroupRule] = field(default_factory=dict)
     # transformers: the rule of the attention (``attnlrp`` | ``cp``); None for a CNN
     attention: str | None = None
+    # CNNs: the base composite, what the layers no rule above names get (``lrp`` | ``excitation_backprop``,
+    # xaiopt.config.schema.BASES)
+    base: str = "lrp"
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -52,6 +55,8 @@ class ExplainerSpec:
         }
         if self.attention is not None:
             d["attention"] = self.attention
+        if self.base != "lrp":  # absent for lrp: the documents and keys written before the field existed
+            d["base"] = self.base
         return d
 
     @classmethod
@@ -61,10 +66,13 @@ class ExplainerSpec:
             first_layer=str(d["first_layer"]),
             groups={g: GroupRule(r["rule"], r.get("value")) for g, r in d["groups"].items()},
             attention=d.get("attention"),
+            base=str(d.get("base", "lrp")),
         )
 
     def describe(self) -> str:
         parts = [f"canonize={'yes' if self.canonize else 'no'}", f"first={self.first_layer}"]
+        if self.base != "lrp":
+            parts.append(f"base={self.base}")
         if self.attention is not None:
             parts.append(f"attention={self.attention}")
         parts += [f"{g}={r.describe()}" for g, r in self.groups.items()]
@@ -98,4 +106,4 @@ class ExplainerSpec:
         from xaiopt.space.composite import SpecComposite
 
         hooks = self.layer_hooks(layers, low=low, high=high)
-        return SpecComposite(hooks)
+        return SpecComposite(hooks, base=self.base)

@@ -36,13 +36,15 @@ _DENSE_EPSILON = 1e-6
 
 @dataclass(frozen=True)
 class Baseline:
-    """A named composite: the rule of conv-like groups, of dense groups, and of the first layer."""
+    """A named composite: the rule of conv-like groups, of dense groups, and of the first layer, and
+    the base composite of the layers no rule names (``space.base``)."""
 
     name: str
     conv: GroupRule
     dense: GroupRule
     first_layer: str
     description: str
+    base: str = "lrp"
 
 
 _BASELINES: dict[str, Baseline] = {}
@@ -62,6 +64,11 @@ register_baseline(Baseline("alpha2beta1", GroupRule("alpha2beta1"), GroupRule("e
 register_baseline(Baseline("epsilon_gamma_box", GroupRule("gamma", 0.25), GroupRule("epsilon", _DENSE_EPSILON),
                            "zbox", "LRP-epsilon-gamma-box: gamma=0.25 on convolutions, epsilon on dense, "
                            "z-box on the first layer"))
+# zennit's ExcitationBackprop: z+ on every conv/linear layer (the first and the dense ones included),
+# the gradient through activations and batch norms (the base composite), Norm on sums and average pools
+register_baseline(Baseline("excitation_backprop", GroupRule("zplus"), GroupRule("zplus"), "same",
+                           "Excitation Backprop (Zhang et al. 2016): z+ on every conv/linear layer, the gradient "
+                           "through activations and batch norms", base="excitation_backprop"))
 
 
 def baseline_names() -> list[str]:
@@ -103,6 +110,7 @@ def _params(label: str, b: Baseline, canonize: bool, space: SearchSpace, dense: 
     params: dict[str, Any] = {}
     _fixed(label, "canonize", canonize, list(space.cfg.canonize), params, "canonize")
     _fixed(label, "first_layer", b.first_layer, list(space.cfg.first_layer), params, "first_layer")
+    _fixed(label, "base", b.base, list(space.base), params, "base")
     if len(space.attention) > 1:  # a transformer's baseline is the composite under AttnLRP's attention rules
         params["attention"] = space.attention[0]
     for g in space.groups:

@@ -72,10 +72,7 @@ def make_composite():
         [
             NameMapComposite([(names, rule) for names, rule in NAME_MAP]),
             LayerMapComposite([
-                (Activation, Pass()),
-                (BatchNorm, Pass()),
-                ((Sum, AvgPool), Norm()),
-                ((Convolution, Linear), Epsilon(epsilon={ungrouped})),
+{base_map}
             ]),
         ],
         canonizers={canonizers},
@@ -210,13 +207,24 @@ def _python_module(loaded: LoadedStudy, t: FrozenTrial, spec: ExplainerSpec, lay
         canon_doc=" (canonizes the model while registered; removed afterwards)" if spec.canonize else "",
         canonizers="[GraphCanonizer()]" if spec.canonize else "None",
         low=[float(v) for v in bounds["low"]], high=[float(v) for v in bounds["high"]],
-        name_map="\n".join(lines), ungrouped=UNGROUPED_EPSILON,
+        name_map="\n".join(lines), base_map=_base_map(spec.base),
     )
     # a plugin's rule is built by names of its own module: import those the module above lacks
     defined = _defined_names(_TEMPLATE.format(**fields, plugin_import="", requires=""))
     plugins = plugin_imports(spec, defined)
     imports = "".join(f"{line}\n" for line in plugins)
     return _TEMPLATE.format(**fields, plugin_import=imports, requires=_requires(spec.canonize, plugins))
+
+
+def _base_map(base: str) -> str:
+    """The layer map of the layers no name reaches: the spec's base composite (SpecComposite's)."""
+    if base == "excitation_backprop":
+        rows = ["# Excitation Backprop: no rule on activations and batch norms (their gradient carries the relevance)",
+                "((Sum, AvgPool), Norm()),", "((Convolution, Linear), ZPlus()),"]
+    else:
+        rows = ["(Activation, Pass()),", "(BatchNorm, Pass()),", "((Sum, AvgPool), Norm()),",
+                f"((Convolution, Linear), Epsilon(epsilon={UNGROUPED_EPSILON})),"]
+    return "\n".join(" " * 16 + row for row in rows)
 
 
 def _requires(canonized: bool, plugin_lines: list[str]) -> str:
