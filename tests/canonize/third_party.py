@@ -223,7 +223,9 @@ class ComputedWeightNet(nn.Module):
 
 
 class StrayNorm(nn.Module):
-    """A batch norm on a residual branch that feeds an addition directly: nothing to merge into."""
+    """A batch norm on a residual branch that feeds an addition directly: nothing to merge into. The
+    other branch is not an affine map of the same tensor (tanh before its conv), so the sum cannot be
+    re-parameterized into one convolution either (``conv(x) + bn(x)`` would be)."""
 
     def __init__(self, num_classes: int = 5):
         super().__init__()
@@ -234,7 +236,7 @@ class StrayNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.conv(x))
-        x = F.relu(self.branch(x) + self.identity(x))
+        x = F.relu(self.branch(torch.tanh(x)) + self.identity(x))
         return self.fc(x.mean((2, 3)))
 
 

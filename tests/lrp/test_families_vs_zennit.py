@@ -42,6 +42,9 @@ FAMILIES = {
     "timm:resnet18": lambda: timm.create_model("resnet18", pretrained=False, num_classes=10),
     "timm:efficientnet_b0": lambda: timm.create_model("efficientnet_b0", pretrained=False, num_classes=10),
     "timm:regnetx_002": lambda: timm.create_model("regnetx_002", pretrained=False, num_classes=10),
+    # re-parameterized branches: the twin runs one merged convolution per sum of branches
+    "timm:repvgg_a0": lambda: timm.create_model("repvgg_a0", pretrained=False, num_classes=10),
+    "timm:mobileone_s0": lambda: timm.create_model("mobileone_s0", pretrained=False, num_classes=10),
 }
 
 

@@ -28,6 +28,7 @@ from .changes import Changes, Merge, Rewrite, Skip
 from .edits import EditLog
 from .functional import modularize
 from .layers import Concat, GateMul, Sum, ThreshReLU
+from .reparam import merge_reparam
 
 MARKER = "_xaiopt_canonized"
 
@@ -36,16 +37,18 @@ class TraceFailure(Exception):
     """torch.fx could not trace a module's forward."""
 
 
-_OPTIONS = ("merge_after", "merge_before", "thresh_relu", "residual_sum", "concat", "se_gate")
+_OPTIONS = ("reparam", "merge_after", "merge_before", "thresh_relu", "residual_sum", "concat", "se_gate")
 
 
 class GraphCanonizer(Canonizer):
     """Function-preserving canonization of any fx-traceable model, as a zennit canonizer.
 
     Parameters (all keyword, all on by default) switch the individual rewrites:
-    ``merge_after`` (BN after Conv/Linear), ``merge_before`` (BN feeding Conv/Linear),
-    ``thresh_relu`` (BN -> ReLU -> Conv/Linear), ``residual_sum`` (tensor + tensor -> Sum),
-    ``concat`` (torch.cat -> Concat), ``se_gate`` (signal * sigmoid gate -> GateMul).
+    ``reparam`` (parallel conv / batch norm / identity branches of one tensor, summed, as one
+    convolution: RepVGG, MobileOne, FastViT, RepGhost), ``merge_after`` (BN after Conv/Linear),
+    ``merge_before`` (BN feeding Conv/Linear), ``thresh_relu`` (BN -> ReLU -> Conv/Linear),
+    ``residual_sum`` (tensor + tensor -> Sum), ``concat`` (torch.cat -> Concat), ``se_gate``
+    (signal * sigmoid gate -> GateMul).
 
     Example::
 
@@ -149,12 +152,18 @@ class _Rewriter:
         self.counts = g.call_counts(graph)
         self.flow = g.TensorFlow(graph)
         self.new_names: set[str] = set()
+        self.reparam_reasons: dict[str, str] = {}  # batch norm -> why its summed branches were not merged
 
     def run(self) -> None:
         modularize(self)
         self._drop_identities()
         self.counts = g.call_counts(self.graph)
         self.flow = g.TensorFlow(self.graph)
+        if self.options["reparam"]:
+            # before the batch norm merges: a branch's conv -> BN is read as one affine map here
+            self.reparam_reasons = merge_reparam(self)
+            self.counts = g.call_counts(self.graph)
+            self.flow = g.TensorFlow(self.graph)
         for node in list(self.graph.nodes):
             if node.graph is not self.graph or node.op != "call_module":
                 continue
@@ -272,6 +281,8 @@ class _Rewriter:
         reasons.append(f"output not only into linear layers ({consumers})" if isinstance(consumers, str) else "")
         if len(users) == 1 and g.is_relu(self.root, users[0]) and isinstance(relu_consumers, str):
             reasons.append(f"ReLU output not only into linear layers ({relu_consumers})")
+        if self.options["reparam"]:
+            reasons.append(self.reparam_reasons.get(name, ""))
         self._skip(name, "; ".join(r for r in reasons if r) or "rewrite disabled by options")
 
     def _through_token_rows(self, source: fx.Node, bn: nn.Module) -> fx.Node:

@@ -10,7 +10,8 @@ class Merge:
     """A batch norm folded into linear layers. ``kind``: ``after`` (BN follows the layer),
     ``after_concat`` (BN follows a channel concatenation of layers, split into each),
     ``before`` (BN feeds the layers), ``before_bias_map`` (feeds a zero-padded conv),
-    ``threshrelu`` (BN -> ReLU -> layer, rewritten with a ThreshReLU), ``layer_norm_affine`` (a layer
+    ``threshrelu`` (BN -> ReLU -> layer, rewritten with a ThreshReLU), ``reparam`` (BN on one of several
+    summed branches of one tensor, all merged into one new convolution), ``layer_norm_affine`` (a layer
     norm's affine part folded into the Linear layers reading it; ``batch_norm`` then names the norm)."""
 
     batch_norm: str
@@ -21,6 +22,7 @@ class Merge:
 @dataclass(frozen=True)
 class Rewrite:
     """An operation made explicit: ``kind`` in ``residual_sum``, ``concat``, ``se_gate``, ``threshrelu``,
+    ``reparam`` (summed branches of one tensor as one convolution; ``detail`` names the branches),
     ``functional_batch_norm``, ``functional_conv``, ``functional_linear`` (a function call on a
     module's own tensors turned into a module)."""
 
