@@ -13,12 +13,13 @@ from .canonizer import GraphCanonizer
 from .census import census
 from .changes import Changes
 from .copying import copy_model
+from .inputs import Example, split
 from .norm_fold import fold_norm_affines
 from .report import CanonizationReport
 from .verify import verify_equivalence
 
 
-def _measure(report: CanonizationReport, model: nn.Module, twin: nn.Module, example: torch.Tensor) -> None:
+def _measure(report: CanonizationReport, model: nn.Module, twin: nn.Module, example: Example) -> None:
     """Fill the report's counts from running model and twin; a twin that still computes batch
     norms or runs weighted layers outside modules is not canonized, whatever the graph said."""
     before, after = census(model, example), census(twin, example)
@@ -43,8 +44,9 @@ def _names(items: list[str], limit: int = 6) -> str:
     return ", ".join(unique[:limit]) + (f", ... ({len(unique)} places)" if len(unique) > limit else "")
 
 
-def _example(model: nn.Module, example_input: torch.Tensor | None) -> torch.Tensor:
+def _example(model: nn.Module, example_input: Example | None) -> Example:
     if example_input is not None:
+        split(example_input)  # a TypeError naming what it got, before anything runs
         return example_input
     reference = next(iter(list(model.parameters()) + list(model.buffers())), None)
     generator = torch.Generator().manual_seed(0)
@@ -55,7 +57,7 @@ def _example(model: nn.Module, example_input: torch.Tensor | None) -> torch.Tens
 
 def canonize(
     model: nn.Module,
-    example_input: torch.Tensor | None = None,
+    example_input: Example | None = None,
     *,
     canonizer: GraphCanonizer | None = None,
     verify: bool = True,
@@ -69,6 +71,10 @@ def canonize(
     checked against the model in float64 on ``example_input`` plus ``n_random`` random batches of
     its shape; if the relative logit difference exceeds ``tol``, or the model cannot be traced, the
     twin is an unchanged copy and a warning names why. Never a silently different function.
+
+    A model with fixed inputs besides the one explained (a VQA model's question) takes
+    ``example_input=(x, *fixed)``: every check runs ``model(x, *fixed)`` and varies ``x`` only
+    (xaiopt.canonize.inputs).
 
     Example::
 
@@ -132,6 +138,6 @@ def canonize(
     return twin, report
 
 
-def check(model: nn.Module, example_input: torch.Tensor | None = None, *, tol: float = 1e-5) -> CanonizationReport:
+def check(model: nn.Module, example_input: Example | None = None, *, tol: float = 1e-5) -> CanonizationReport:
     """Canonize a copy of ``model`` and return the report (``print(report)`` for the CLI)."""
     return canonize(model, example_input, tol=tol)[1]

@@ -26,6 +26,8 @@ from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 from zennit.types import Convolution, Linear
 
+from .inputs import Example, split
+
 _BATCH_NORM = {F.batch_norm, torch.batch_norm, torch.native_batch_norm}
 _WEIGHTED = {
     F.conv1d: "conv1d", F.conv2d: "conv2d", F.conv3d: "conv3d",
@@ -97,8 +99,9 @@ class _Watch(TorchFunctionMode):
             self._depth -= 1
 
 
-def census(model: nn.Module, example_input: torch.Tensor) -> Census:
+def census(model: nn.Module, example_input: Example) -> Census:
     """Run ``model`` once on ``example_input`` and count what it computes (see the module docstring).
+    A tuple ``(x, *fixed)`` passes the fixed inputs after ``x``; only what depends on ``x`` is counted.
 
     Example::
 
@@ -124,9 +127,10 @@ def census(model: nn.Module, example_input: torch.Tensor) -> Census:
         p.requires_grad_(False)
     watch = _Watch(stack, f"<forward of {type(model).__name__}>")
     try:
-        x = example_input.detach().clone().requires_grad_(True)
+        explained, fixed = split(example_input)
+        x = explained.detach().clone().requires_grad_(True)
         with torch.enable_grad(), watch:
-            model(x)
+            model(x, *fixed)
     finally:
         for h in handles:
             h.remove()

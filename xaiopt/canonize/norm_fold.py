@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torch.overrides import TorchFunctionMode
 
 from .changes import Merge, Skip
+from .inputs import Example, first_rows, run
 from .operations import function_name
 
 # operations that only rearrange or select entries of a tensor (the feature axis keeps its meaning
@@ -63,7 +64,7 @@ class _Follow(TorchFunctionMode):
         return out
 
 
-def _consumers(model: nn.Module, example: Tensor) -> dict[str, list[str]]:
+def _consumers(model: nn.Module, example: Example) -> dict[str, list[str]]:
     """Norm name -> the Linear modules that read only its (rearranged) output, for the norms whose
     output reaches nothing else; measured on one forward pass."""
     modules = dict(model.named_modules())
@@ -94,7 +95,7 @@ def _consumers(model: nn.Module, example: Tensor) -> dict[str, list[str]]:
     try:
         weights = {id(m.weight): n for n, m in norms.items()}
         with torch.no_grad(), _Follow(tagged, other, inside_linear, weights):
-            model(example[:1])
+            run(model, first_rows(example, 1))
     finally:
         for h in handles:
             h.remove()
@@ -121,7 +122,7 @@ def _fold(norm: nn.LayerNorm, linears: list[nn.Linear]) -> None:
         norm.bias.zero_()
 
 
-def fold_norm_affines(model: nn.Module, example: Tensor, *, tol: float = 1e-5) -> tuple[list[Merge], list[Skip]]:
+def fold_norm_affines(model: nn.Module, example: Example, *, tol: float = 1e-5) -> tuple[list[Merge], list[Skip]]:
     """Fold, in place, the affine part of every ``nn.LayerNorm`` into the Linear layers that read it
     (see the module docstring); each fold checked on ``example`` and undone if the logits move by
     more than ``tol`` relative. Returns the merges and the norms left as they were, with why."""
@@ -130,7 +131,7 @@ def fold_norm_affines(model: nn.Module, example: Tensor, *, tol: float = 1e-5) -
     if not any(isinstance(m, nn.LayerNorm) for m in model.modules()):
         return merges, skipped
     with torch.no_grad():
-        reference = model(example)
+        reference = run(model, example)
     scale = reference.abs().max().clamp(min=1e-30)
     for norm_name, linear_names in _consumers(model, example).items():
         norm = model.get_submodule(norm_name)
@@ -143,7 +144,7 @@ def fold_norm_affines(model: nn.Module, example: Tensor, *, tol: float = 1e-5) -
         biases = [(lin, lin.bias) for lin in linears]
         _fold(norm, linears)
         with torch.no_grad():
-            moved = float((model(example) - reference).abs().max() / scale)
+            moved = float((run(model, example) - reference).abs().max() / scale)
         if moved > tol:
             with torch.no_grad():
                 for p, value in saved:

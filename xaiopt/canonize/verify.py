@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .copying import copy_model
+from .inputs import Example, fixed_like, split
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,7 @@ def _param_device(model: nn.Module) -> torch.device:
 def verify_equivalence(
     model: nn.Module,
     twin: nn.Module,
-    inputs: torch.Tensor | None = None,
+    inputs: Example | None = None,
     *,
     n_random: int = 2,
     input_shape: tuple[int, ...] | None = None,
@@ -65,26 +66,31 @@ def verify_equivalence(
 
     Checks ``inputs`` (if given) plus ``n_random`` random batches shaped like ``inputs`` (or
     ``input_shape``, default ``(2, 3, 64, 64)``), drawn with ``seed``. Neither module is changed.
+    ``inputs`` may be a tuple ``(x, *fixed)``: the random batches replace ``x`` and keep the fixed
+    inputs (xaiopt.canonize.inputs).
 
     Example::
 
         result = verify_equivalence(model, twin, x)
         assert result.ok, str(result)
     """
-    device = inputs.device if inputs is not None else _param_device(model)
+    x, fixed = split(inputs) if inputs is not None else (None, ())
+    device = x.device if x is not None else _param_device(model)
     reference = copy_model(model).eval().to(dtype)
     candidate = copy_model(twin).eval().to(dtype)
-    batches = [] if inputs is None else [inputs.to(device=device, dtype=dtype)]
-    shape = tuple(inputs.shape) if inputs is not None else (input_shape or (2, 3, 64, 64))
+    # the fixed inputs (a question, a condition) are held as given in every batch; only x is drawn
+    held = fixed_like(fixed, dtype=dtype, device=device)
+    batches = [] if x is None else [x.to(device=device, dtype=dtype)]
+    shape = tuple(x.shape) if x is not None else (input_shape or (2, 3, 64, 64))
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    scale = float(inputs.double().std()) if inputs is not None and inputs.numel() > 1 else 1.0
+    scale = float(x.double().std()) if x is not None and x.numel() > 1 else 1.0
     for _ in range(n_random):
         batches.append((torch.randn(shape, generator=generator, dtype=torch.float64) * scale).to(device, dtype))
     max_abs, max_ref = 0.0, 0.0
     with torch.no_grad():
         for batch in batches:
-            expected = _first_tensor(reference(batch))
-            got = _first_tensor(candidate(batch))
+            expected = _first_tensor(reference(batch, *held))
+            got = _first_tensor(candidate(batch, *held))
             max_abs = max(max_abs, float((expected - got).abs().max()))
             max_ref = max(max_ref, float(expected.abs().max()))
     max_rel = max_abs / max(max_ref, torch.finfo(dtype).tiny)

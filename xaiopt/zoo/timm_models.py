@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from xaiopt.errors import ConfigError, UnknownNameError
+from xaiopt.zoo.weights import check_fit, one_line, read_state_dict
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 # the files timm reads from a hub repository without an hf_hub_filename, in its order of preference
@@ -61,9 +62,9 @@ def load_timm_model(name: str, *, num_classes: int | None = None, weights: str |
         return _pretrained(timm, name, label, kwargs)
     if _is_path(weights):
         path = Path(weights).expanduser()
-        state = _read_state_dict(path, label)
+        state = read_state_dict(path, label, valid=_WEIGHTS_HELP)
         model = _create(timm, name, label, **kwargs)
-        _check_fit(model, state, path, label if num_classes is None else f"{label} (num_classes={num_classes})")
+        check_fit(model, state, path, label if num_classes is None else f"{label} (num_classes={num_classes})")
         model.load_state_dict(state, strict=True)
         return model
     raise ConfigError(f"model {label!r}: weights={weights!r} is invalid; valid: {_WEIGHTS_HELP}")
@@ -110,7 +111,7 @@ def _create(timm: ModuleType, name: str, label: str, **kwargs: Any) -> nn.Module
         return timm.create_model(name, **kwargs)
     except (RuntimeError, ValueError, TypeError) as error:  # arguments this model cannot take
         options = "".join(f", {k}={v}" for k, v in kwargs.items())
-        raise ConfigError(f"model {label!r}{options}: {_one_line(error)}") from None
+        raise ConfigError(f"model {label!r}{options}: {one_line(error)}") from None
 
 
 def _pretrained(timm: ModuleType, name: str, label: str, kwargs: dict[str, Any]) -> nn.Module:
@@ -136,7 +137,7 @@ def _pretrained(timm: ModuleType, name: str, label: str, kwargs: dict[str, Any])
     except Exception as error:  # a damaged or foreign file in the cache; timm's loader raises many kinds
         raise ConfigError(
             f"model {label!r}: the cached weights {str(path)!r} do not load into {resolved!r} "
-            f"({type(error).__name__}: {_one_line(error)}); delete them and download again, or set weights: a file"
+            f"({type(error).__name__}: {one_line(error)}); delete them and download again, or set weights: a file"
         ) from None
 
 
@@ -186,59 +187,3 @@ def _hub_offline() -> Iterator[None]:
 
 def _is_path(weights: str) -> bool:
     return weights.endswith(CHECKPOINT_SUFFIXES) or "/" in weights or os.sep in weights or os.path.isfile(weights)
-
-
-def _read_state_dict(path: Path, label: str) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise ConfigError(f"model {label!r}: weights file {str(path)!r} does not exist; valid: {_WEIGHTS_HELP}")
-    try:
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            loaded: Any = load_file(str(path), device="cpu")
-        else:
-            loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # a user's file: whatever the parser objects to, it is not a readable checkpoint
-        raise ConfigError(
-            f"model {label!r}: cannot read weights file {str(path)!r} ({type(error).__name__}: {_one_line(error)})"
-        ) from None
-    for wrapper in ("state_dict", "model"):
-        if isinstance(loaded, Mapping) and isinstance(loaded.get(wrapper), Mapping):
-            loaded = loaded[wrapper]
-            break
-    if not (isinstance(loaded, Mapping) and loaded and all(isinstance(v, torch.Tensor) for v in loaded.values())):
-        raise ConfigError(
-            f"model {label!r}: weights file {str(path)!r} holds no state dict (a mapping of names to tensors, "
-            f"optionally under 'state_dict' or 'model')"
-        )
-    if all(str(k).startswith("module.") for k in loaded):
-        return {str(k)[len("module."):]: v for k, v in loaded.items()}
-    return {str(k): v for k, v in loaded.items()}
-
-
-def _check_fit(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path, label: str) -> None:
-    own = model.state_dict()
-    shapes = [
-        f"{k} is {tuple(state[k].shape)} in the file, {tuple(v.shape)} in the model"
-        for k, v in own.items()
-        if k in state and state[k].shape != v.shape
-    ]
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    problems = [
-        f"{what}: {_first(keys)}"
-        for what, keys in (("shape", shapes), ("missing in the file", missing), ("not in the model", unexpected))
-        if keys
-    ]
-    if problems:
-        raise ConfigError(f"model {label!r}: weights file {str(path)!r} does not fit; " + "; ".join(problems))
-
-
-def _first(items: list[str], n: int = 3) -> str:
-    more = f" (+{len(items) - n} more)" if len(items) > n else ""
-    return ", ".join(items[:n]) + more
-
-
-def _one_line(error: BaseException) -> str:
-    text = " ".join(str(error).split())
-    return text if len(text) <= 300 else text[:297] + "..."
