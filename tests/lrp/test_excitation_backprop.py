@@ -154,7 +154,8 @@ def test_excitation_backprop_baseline():
         "conv1.rule": "zplus", "conv2.rule": "zplus", "classifier.rule": "zplus"}
     assert trials["epsilon_plus:plain"]["base"] == "lrp"
     with pytest.raises(ConfigError, match=r"^baseline excitation_backprop:canonized: needs base='excitation_backprop', "
-                                          r"but the search space allows only \['lrp'\]"):
+                                          r"but the search space allows only \['lrp'\] \(add it to space.base, or "
+                                          r"drop the baseline\)$"):
         baseline_trials(["excitation_backprop"], _space())
 
 

@@ -100,8 +100,9 @@ def _choice_of(value: float, space: Choices | Range) -> float:
 
 def _fixed(label: str, what: str, value: Any, allowed: list[Any], params: dict[str, Any], key: str) -> None:
     if value not in allowed:
+        where = f"space.{what}" if what in ("canonize", "first_layer", "base") else "the space"
         raise ConfigError(f"baseline {label}: needs {what}={value!r}, but the search space allows only "
-                          f"{allowed} (add it to the space, or drop the baseline)")
+                          f"{allowed} (add it to {where}, or drop the baseline)")
     if len(allowed) > 1:
         params[key] = value
 
