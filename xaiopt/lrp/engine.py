@@ -152,14 +152,15 @@ def _transformer_rules(board: RuleBoard, census: OperationCensus | None, stack: 
 
 def record(model: nn.Module, rules: dict, x: Tensor, *, measure: bool, watch: tuple[str, ...] = (),
            what: str = "the model", attention: str | None = None,
-           census: OperationCensus | None = None) -> Recorded:
+           census: OperationCensus | None = None, fixed: tuple[Tensor, ...] = ()) -> Recorded:
     """Run the forward of ``model`` on ``x`` with relevance nodes behind every hooked module, keeping
     the outputs of the ``watch`` modules.
 
     ``attention`` (``attnlrp`` | ``cp``): a transformer, recorded under
     :class:`~xaiopt.lrp.attention.TransformerRules` in the gradient x input frame (the parameters
     frozen meanwhile, so that only input-dependent tensors require gradients); ``census`` then
-    counts what ran on the input's path."""
+    counts what ran on the input's path. ``fixed``: the model's inputs after ``x`` (a question),
+    passed as they are; relevance is taken at ``x`` only."""
     board = RuleBoard(rules, attention)
     recorder = Recorder(model, board, hooked_modules(model, rules), watch=watch)
     saved: list[Tensor] = []
@@ -182,10 +183,10 @@ def record(model: nn.Module, rules: dict, x: Tensor, *, measure: bool, watch: tu
                     return t
 
                 with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), rules_mode:
-                    out = model(inp)
+                    out = model(inp, *fixed)
             else:
                 with rules_mode:
-                    out = model(inp)
+                    out = model(inp, *fixed)
     finally:
         recorder.remove()
         if stack is not None:
@@ -238,10 +239,13 @@ class LrpExplainer:
         self._names = tuple(self.rules)
         self._what = "the canonized twin" if spec.canonize else "the model"
 
-    def __call__(self, x: Tensor, targets: Tensor) -> Tensor:
-        return self._run(x, targets, ())[INPUT]
+    def __call__(self, x: Tensor, targets: Tensor, fixed: tuple[Tensor, ...] = ()) -> Tensor:
+        """``fixed``: the model's inputs after ``x``, one row per sample of ``x`` (a VQA model's
+        questions); they enter the forward as they are, and only ``x`` gets relevance."""
+        return self._run(x, targets, (), fixed)[INPUT]
 
-    def relevance_at(self, x: Tensor, targets: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+    def relevance_at(self, x: Tensor, targets: Tensor, layers: Sequence[str],
+                     fixed: tuple[Tensor, ...] = ()) -> dict[str, Tensor]:
         """Relevance at the outputs of the modules named ``layers`` (each ``(N, C, ...)``, the shape of
         that output), plus the input relevance ``(N, 1, H, W)`` under ``"input"`` (what the call gives).
 
@@ -254,30 +258,38 @@ class LrpExplainer:
             at = explain.relevance_at(x, targets, layers=["features.10"])
             per_channel = at["features.10"].sum(dim=(0, 2, 3))     # (C,)
         """
-        return self._run(x, targets, layer_names(self.model, layers, what=self._what))
+        return self._run(x, targets, layer_names(self.model, layers, what=self._what), fixed)
 
-    def _run(self, x: Tensor, targets: Tensor, watch: tuple[str, ...]) -> dict[str, Tensor]:
+    def _run(self, x: Tensor, targets: Tensor, watch: tuple[str, ...],
+             fixed: tuple[Tensor, ...] = ()) -> dict[str, Tensor]:
+        if any(f.shape[0] != x.shape[0] for f in fixed):
+            raise ValueError(f"fixed inputs need one row per sample of x ({x.shape[0]}), got "
+                             f"{[int(f.shape[0]) for f in fixed]}")
         model_key = model_fingerprint(self.model) if self.cache is not None else None
+        budget = self.batch_budget
         return concat_chunks([
-            self._explain(xc, tc, model_key, watch)
-            for xc, tc in zip(x.split(self.batch_budget), targets.split(self.batch_budget))
+            self._explain(chunk[0], chunk[1], model_key, watch, tuple(chunk[2:]))
+            for chunk in zip(x.split(budget), targets.split(budget), *(f.split(budget) for f in fixed))
         ])
 
-    def _explain(self, x: Tensor, targets: Tensor, model_key, watch: tuple[str, ...]) -> dict[str, Tensor]:
+    def _explain(self, x: Tensor, targets: Tensor, model_key, watch: tuple[str, ...],
+                 fixed: tuple[Tensor, ...] = ()) -> dict[str, Tensor]:
         cache = self.cache
         gradient_frame = self.attention is not None
         if cache is None:
             entry = record(self.model, self.rules, x, measure=False, watch=watch, what=self._what,
-                           attention=self.attention)
+                           attention=self.attention, fixed=fixed)
             return relevances(entry.out, entry.inp, entry.watched, targets, keep=False, gradient_frame=gradient_frame)
         # an entry keeps the outputs of the modules it watched: a different set is a different entry; a
-        # transformer's entry serves both attention rules (read at backward time), not a CNN spec
-        key = (model_key, self._names, watch, gradient_frame, input_fingerprint(x))
+        # transformer's entry serves both attention rules (read at backward time), not a CNN spec. The fixed
+        # inputs are part of the key: one image asked two questions is two forwards
+        key = (model_key, self._names, watch, gradient_frame, input_fingerprint(x),
+               tuple(input_fingerprint(f) for f in fixed))
         entry = cache.lookup(key, self.model)
         fresh = entry is None
         if fresh:
             entry = record(self.model, self.rules, x, measure=True, watch=watch, what=self._what,
-                           attention=self.attention)
+                           attention=self.attention, fixed=fixed)
             if cache.admits(entry):
                 for site in entry.sites:
                     if site.x is not None:
