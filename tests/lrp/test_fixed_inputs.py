@@ -1,6 +1,7 @@
-"""The engine explains a model with a fixed second input (the Relation Network and its question):
-``explain(x, targets, fixed=(questions,))`` equals zennit's composite on the model with the questions
-bound (float64, 1e-10), in chunks and with the forward cache; only the image gets relevance."""
+"""The engine and the worker's zennit path explain a model with a fixed second input (the Relation
+Network and its question): ``explain(x, targets, fixed=(questions,))`` equals zennit's composite on
+the model with the questions bound (float64, 1e-10), in chunks and with the forward cache; only the
+image gets relevance."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from zennit.composites import ExcitationBackprop
 from xaiopt.canonize import canonize
 from xaiopt.lrp import LrpExplainer
 from xaiopt.lrp.cache import ForwardCache
+from xaiopt.objective.explain import explainer_for
 from xaiopt.space import ExplainerSpec, GroupRule, LayerGroups
 from xaiopt.zoo.relation_network import build_relation_network
 
@@ -81,6 +83,10 @@ def test_engine_equals_zennit_with_the_question_fixed():
             got = LrpExplainer(spec, model, _layers(model), low=low, high=high, batch_budget=budget)(
                 x, targets, fixed=(questions,))
             _close(got, expected)
+            # the worker's zennit path (explainer_for, engine zennit) takes the same fixed inputs
+            with explainer_for(spec, model, _layers(model), low=low, high=high, batch_budget=budget,
+                               engine="zennit") as explain:
+                _close(explain(x, targets, fixed=(questions,)), expected)
     # Excitation Backprop through the bound model is zennit's own composite
     with Gradient(Bound(model, (questions,)), ExcitationBackprop()) as attributor:
         onehot = nn.functional.one_hot(targets, 28).to(x.dtype)

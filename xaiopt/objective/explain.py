@@ -40,19 +40,28 @@ class Explainer:
         self.batch_budget = batch_budget
         self._what = what
 
-    def __call__(self, x: Tensor, targets: Tensor) -> Tensor:
-        return self._run(x, targets, ())[INPUT]
+    def __call__(self, x: Tensor, targets: Tensor, fixed: tuple[Tensor, ...] = ()) -> Tensor:
+        """``fixed``: the model's inputs after ``x``, one row per sample (as :class:`LrpExplainer`)."""
+        return self._run(x, targets, (), fixed)[INPUT]
 
-    def relevance_at(self, x: Tensor, targets: Tensor, layers: Sequence[str]) -> dict[str, Tensor]:
+    def relevance_at(self, x: Tensor, targets: Tensor, layers: Sequence[str],
+                     fixed: tuple[Tensor, ...] = ()) -> dict[str, Tensor]:
         """Relevance at the outputs of the modules named ``layers``, plus the input relevance under
         ``"input"``; the same contract as :meth:`xaiopt.lrp.LrpExplainer.relevance_at`."""
-        return self._run(x, targets, layer_names(self.model, layers, what=self._what))
+        return self._run(x, targets, layer_names(self.model, layers, what=self._what), fixed)
 
-    def _run(self, x: Tensor, targets: Tensor, watch: tuple[str, ...]) -> dict[str, Tensor]:
-        return concat_chunks([self._explain(xc, tc, watch)
-                              for xc, tc in zip(x.split(self.batch_budget), targets.split(self.batch_budget))])
+    def _run(self, x: Tensor, targets: Tensor, watch: tuple[str, ...],
+             fixed: tuple[Tensor, ...] = ()) -> dict[str, Tensor]:
+        if any(f.shape[0] != x.shape[0] for f in fixed):
+            raise ValueError(f"fixed inputs need one row per sample of x ({x.shape[0]}), got "
+                             f"{[int(f.shape[0]) for f in fixed]}")
+        budget = self.batch_budget
+        return concat_chunks([self._explain(chunk[0], chunk[1], watch, tuple(chunk[2:]))
+                              for chunk in zip(x.split(budget), targets.split(budget),
+                                               *(f.split(budget) for f in fixed))])
 
-    def _explain(self, x: Tensor, targets: Tensor, watch: tuple[str, ...]) -> dict[str, Tensor]:
+    def _explain(self, x: Tensor, targets: Tensor, watch: tuple[str, ...],
+                 fixed: tuple[Tensor, ...] = ()) -> dict[str, Tensor]:
         outputs: dict[str, list] = {name: [] for name in watch}
         # registered after the composite's hooks: they see the output the rest of the graph consumes
         handles = [self.model.get_submodule(name).register_forward_hook(
@@ -60,7 +69,7 @@ class Explainer:
         try:
             with torch.enable_grad():
                 inp = x.detach().clone().requires_grad_(True)
-                out = self.model(inp)
+                out = self.model(inp, *fixed)
         finally:
             for handle in handles:
                 handle.remove()
