@@ -20,10 +20,12 @@ def map_chunks(total: int, budget: int, fn: Callable[[int, int], Tensor]) -> Ten
     return torch.cat([fn(start, stop) for start, stop in chunk_bounds(total, budget)], dim=0)
 
 
-def class_scores(model: nn.Module, x: Tensor, targets: Tensor, softmax: bool) -> Tensor:
-    """One forward pass (no grad): the logit or softmax probability of ``targets``."""
+def class_scores(model: nn.Module, x: Tensor, targets: Tensor, softmax: bool,
+                 fixed: tuple[Tensor, ...] = ()) -> Tensor:
+    """One forward pass (no grad): the logit or softmax probability of ``targets`` (``fixed``: the
+    model's inputs after ``x``, one row per image)."""
     with torch.no_grad():
-        out = model(x)
+        out = model(x, *fixed)
         if softmax:
             out = torch.softmax(out, dim=-1)
         return out.gather(1, targets.view(-1, 1).to(out.device)).squeeze(1)
@@ -42,7 +44,7 @@ def clean_scores(logits: Tensor, targets: Tensor, softmax: bool) -> Tensor:
 CPU_CHUNK_BYTES = 16 * 2**20
 
 
-def largest_activation_bytes(model: nn.Module, x: Tensor) -> int:
+def largest_activation_bytes(model: nn.Module, x: Tensor, fixed: tuple[Tensor, ...] = ()) -> int:
     """Bytes of the largest output of any leaf module for one image of ``x``'s shape."""
     sizes = [0]
     handles = [
@@ -53,14 +55,15 @@ def largest_activation_bytes(model: nn.Module, x: Tensor) -> int:
     ]
     try:
         with torch.no_grad():
-            model(x[:1])
+            model(x[:1], *(f[:1] for f in fixed))
     finally:
         for h in handles:
             h.remove()
     return max(sizes)
 
 
-def images_per_pass(model: nn.Module, x: Tensor, *, budget: int, images: int, cache: dict) -> int:
+def images_per_pass(model: nn.Module, x: Tensor, *, budget: int, images: int, cache: dict,
+                    fixed: tuple[Tensor, ...] = ()) -> int:
     """Images per forward pass or explain call of ``model`` on inputs shaped like ``x``: at most
     ``budget`` (and ``images``).
 
@@ -73,11 +76,12 @@ def images_per_pass(model: nn.Module, x: Tensor, *, budget: int, images: int, ca
         return budget
     key = ("xaiopt.metrics.activation_bytes", id(model), tuple(x.shape[1:]), x.dtype)
     if key not in cache:
-        cache[key] = largest_activation_bytes(model, x)
+        cache[key] = largest_activation_bytes(model, x, fixed)
     fits = max(1, CPU_CHUNK_BYTES // max(1, cache[key]))
     return min(budget, 1 << (fits.bit_length() - 1))
 
 
 def chunk_size(ctx, images: int) -> int:
     """:func:`images_per_pass` for the metric context's model, inputs, budget and cache."""
-    return images_per_pass(ctx.model, ctx.x, budget=ctx.batch_budget, images=images, cache=ctx.cache)
+    return images_per_pass(ctx.model, ctx.x, budget=ctx.batch_budget, images=images, cache=ctx.cache,
+                           fixed=ctx.fixed)

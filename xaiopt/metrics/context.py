@@ -8,8 +8,9 @@ from typing import Any, Callable, Optional
 import torch
 from torch import Tensor, nn
 
-ExplainFn = Callable[[Tensor, Tensor], Tensor]
-ExplainWithFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
+# explain(x, targets), and explain(x, targets, fixed=...) for a model with fixed inputs
+ExplainFn = Callable[..., Tensor]
+ExplainWithFn = Callable[..., Tensor]
 
 
 @dataclass
@@ -39,6 +40,9 @@ class MetricContext:
     # megabytes of occlusion scores kept in ``cache`` across trials (xaiopt/metrics/score_memo.py);
     # 0: every occluded image is forwarded
     score_cache_mb: float = 0.0
+    # the model's inputs after x, one row per sample (a VQA model's questions): every forward and
+    # explanation of rows derived from sample i gets row i of each (``rows``, ``forward``, ``explain_rows``)
+    fixed: tuple[Tensor, ...] = ()
 
     @property
     def device(self) -> torch.device:
@@ -47,3 +51,17 @@ class MetricContext:
     @property
     def n(self) -> int:
         return int(self.x.shape[0])
+
+    def rows(self, index: Tensor | slice) -> tuple[Tensor, ...]:
+        """The fixed inputs of the samples ``index`` (one per row of a batch built from them)."""
+        return tuple(f[index] for f in self.fixed)
+
+    def forward(self, images: Tensor, index: Tensor | slice) -> Tensor:
+        """``model(images, *fixed inputs of index)``: the logits of images derived from samples ``index``."""
+        return self.model(images, *self.rows(index))
+
+    def explain_rows(self, images: Tensor, targets: Tensor, index: Tensor | slice) -> Tensor:
+        """``explain`` of images derived from samples ``index``, with their fixed inputs."""
+        if not self.fixed:
+            return self.explain(images, targets)
+        return self.explain(images, targets, fixed=self.rows(index))

@@ -226,7 +226,7 @@ def faithfulness_correlation(
         images = flat_x[i].clone()
         idx = subsets[r, i]
         images.scatter_(1, idx, fill[i].unsqueeze(1).expand_as(idx).to(images.dtype))
-        return class_scores(ctx.model, images.view(-1, *x.shape[1:]), y[i], softmax)
+        return class_scores(ctx.model, images.view(-1, *x.shape[1:]), y[i], softmax, ctx.rows(i))
 
     perturbed = map_chunks(nr_runs * n, chunk_size(ctx, nr_runs * n), chunk).view(nr_runs, n)
     deltas = (clean.unsqueeze(0) - perturbed).double().T  # (N, R)

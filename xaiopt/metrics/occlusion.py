@@ -78,11 +78,12 @@ def occlusion_scores(
             # x where 0, the baseline where 1, exactly: a float blend (a bool select is several
             # times slower on CPUs)
             images = torch.addcmul(x[i] * (1.0 - occluded), baseline[i], occluded)
-            return class_scores(ctx.model, images, y[i], softmax)
+            return class_scores(ctx.model, images, y[i], softmax, ctx.rows(i))
 
         return map_chunks(len(rows), chunk_size(ctx, len(rows)), chunk)
 
-    memo = None if per_step_baseline else score_memo(ctx.cache, ctx.score_cache_mb)
+    # the memo keys on images alone: a model with fixed inputs (one image, two questions) forwards every time
+    memo = None if per_step_baseline or ctx.fixed else score_memo(ctx.cache, ctx.score_cache_mb)
     if memo is None:
         return score_rows(torch.arange(n * n_steps, device=x.device)).view(n, n_steps)
     scores = memoised_scores(memo, model=ctx.model, x=x, targets=y, baseline=baseline, softmax=softmax,

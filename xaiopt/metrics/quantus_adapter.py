@@ -82,6 +82,9 @@ class QuantusMetricInfo(MetricInfo):
         params.pop("direction")
         if self.needs_masks and ctx.masks is None:
             raise ConfigError(f"metric '{self.name}' needs segmentation masks but the dataset has none")
+        if ctx.fixed:
+            raise ConfigError(f"metric '{self.name}': Quantus calls the model with the images alone and cannot pass "
+                              f"its fixed inputs (the questions); valid: xaiopt's own metrics")
         params.setdefault("disable_warnings", True)
         metric = self.quantus_class(**params)
         device = ctx.device

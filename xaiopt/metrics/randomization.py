@@ -56,7 +56,8 @@ def random_logit(
     targets = random_logit_targets(ctx, num_classes)
     x = ctx.x
     a = prepare(ctx.attributions, abs=abs, normalise=normalise).sum(1)
-    a_off = map_chunks(ctx.n, chunk_size(ctx, ctx.n), lambda s, e: ctx.explain(x[s:e], targets[s:e]).detach())
+    a_off = map_chunks(ctx.n, chunk_size(ctx, ctx.n),
+                       lambda s, e: ctx.explain_rows(x[s:e], targets[s:e], slice(s, e)).detach())
     a_off = prepare(a_off, abs=abs, normalise=normalise).sum(1)
     if similarity == "ssim_flat":
         return ssim(a.reshape(ctx.n, -1), a_off.reshape(ctx.n, -1), win_size=win_size, spatial_dims=1)
@@ -150,7 +151,7 @@ def mprt_layer_scores(
                 work.load_state_dict(original)
             work.get_submodule(name).load_state_dict(state)
             a_r = map_chunks(ctx.n, chunk_size(ctx, ctx.n),
-                             lambda s, e: ctx.explain_with(work, x[s:e], y[s:e]).detach())
+                             lambda s, e: _explain_with(ctx, work, x[s:e], y[s:e], slice(s, e)).detach())
             a_r = prepare(a_r, abs=abs, normalise=normalise).reshape(ctx.n, -1)
             rows.append(sim(a, a_r))
     finally:
@@ -176,3 +177,10 @@ def mprt(ctx: MetricContext, *, aggregate: str, **params) -> Tensor:
     """Similarity of the explanation to those of randomised models (Adebayo et al. 2018); lower is better."""
     _, scores = mprt_layer_scores(ctx, **params)
     return scores.mean(0) if aggregate == "average" else scores[-1]
+
+
+def _explain_with(ctx: MetricContext, model: nn.Module, x: Tensor, y: Tensor, index: slice) -> Tensor:
+    assert ctx.explain_with is not None
+    if not ctx.fixed:
+        return ctx.explain_with(model, x, y)
+    return ctx.explain_with(model, x, y, fixed=ctx.rows(index))

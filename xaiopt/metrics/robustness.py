@@ -47,12 +47,12 @@ def sensitivities(
         j = torch.arange(start, stop, device=x.device)
         s, i = j // n, j % n
         x_pert = x[i] + noise[s, i]
-        a_pert = ctx.explain(x_pert, y[i]).detach()
+        a_pert = ctx.explain_rows(x_pert, y[i], i).detach()
         a_pert = prepare(a_pert, abs=abs, normalise=normalise).reshape(len(j), -1)
         ratio = (a[i] - a_pert).double().norm(dim=-1) / a_norm[i]
         if return_nan_when_prediction_changes:
             with torch.no_grad():
-                changed = ctx.model(x_pert).argmax(-1) != clean_label[i]
+                changed = ctx.forward(x_pert, i).argmax(-1) != clean_label[i]
             ratio = ratio.masked_fill(changed, float("nan"))
         return ratio
 
