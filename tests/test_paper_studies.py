@@ -140,7 +140,7 @@ def test_the_paper_studies_are_all_here():
     assert paper_files() == [
         "paper_canonization_densenet121.yaml", "paper_canonization_efficientnet_b0.yaml",
         "paper_canonization_resnet18.yaml", "paper_canonization_vgg16bn.yaml",
-        "paper_gamma_vgg16bn_grid.yaml", "paper_gamma_vgg16bn_tpe.yaml",
+        "paper_gamma_vgg16bn_grid.yaml", "paper_gamma_vgg16bn_tpe.yaml", "paper_vqa_clevr_xai.yaml",
     ]
 
 

@@ -399,10 +399,11 @@ class ModelConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not re.match(r"^(benchmark:\w+|torchvision:\w+|timm:\w+(\.\w+)?|module:[\w.]+:\w+|python:\w+)$", v):
+        if not re.match(r"^(benchmark:\w+|relation_network:\w+|torchvision:\w+|timm:\w+(\.\w+)?|module:[\w.]+:\w+|"
+                        r"python:\w+)$", v):
             raise ValueError(
-                f"model {v!r} is not of the form benchmark:NAME, torchvision:NAME, timm:NAME[.TAG], "
-                f"module:PKG.MOD:CALLABLE or python:NAME (a model registered in this process with "
+                f"model {v!r} is not of the form benchmark:NAME, relation_network:clevr[SIZE], torchvision:NAME, "
+                f"timm:NAME[.TAG], module:PKG.MOD:CALLABLE or python:NAME (a model registered in this process with "
                 f"xaiopt.register_model)"
             )
         return v
@@ -411,13 +412,16 @@ class ModelConfig(_Strict):
 class DataConfig(_Strict):
     """The evaluation batch: dataset name and how many samples every trial is scored on.
 
-    ``name``: ``benchmark``, ``imagefolder:PATH``, ``imagenet:PATH``, ``voc:PATH`` or ``coco:PATH`` (checked
+    ``name``: ``benchmark``, ``imagefolder:PATH``, ``imagenet:PATH``, ``voc:PATH``, ``coco:PATH`` or
+    ``clevr_xai:PATH`` (visual questions; the questions are the model's second input) (checked
     against the dataset registry when the study is created). ``target``: the class each sample is
     explained for, its ``label`` or the model's ``predicted`` class on the clean batch.
     ``classes``: the model's class names in index order (a list, or a text file with one name per
     line) that dataset class names (folders, wnids, VOC names) are looked up in. ``n_classes``: a
     seeded subset of that many classes, ``n_samples`` balanced over them. ``split``: ``train``/
-    ``test`` for ``benchmark``, ``train``/``val``/``trainval`` for ``voc``, ``val``/``train`` for ``coco``.
+    ``test`` for ``benchmark``, ``train``/``val``/``trainval`` for ``voc``, ``val``/``train`` for ``coco``,
+    the questions and ground truth for ``clevr_xai`` (``simple``, ``simple_all_objects``, ``complex``,
+    ``complex_first_nonempty``, ``complex_union``, ``complex_all_objects``).
     ``mean``/``std``: the
     model's input normalisation (default ImageNet's). ``holdout``: a fraction (``0 < f < 1``) or a
     count of the ``n_samples`` kept out of the search, stratified by class and seeded by ``seed``;

@@ -11,6 +11,7 @@ outputs) or the model's argmax on the clean batch (``data.target: predicted``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -67,6 +68,8 @@ class Benchmark:
     class_names: tuple[str, ...] = ()
     subset: str = "search"
     split: Split | None = None
+    # the model's inputs after the image, one row per sample (a VQA model's questions); empty for most models
+    fixed: tuple[Tensor, ...] = ()
 
     def model_for(self, canonized: bool) -> tuple[nn.Module, LayerGroups]:
         if canonized:
@@ -169,7 +172,7 @@ def _subset(cfg: StudyConfig, data: EvalData, subset: str) -> tuple[EvalData, Sp
     idx = torch.tensor(keep, dtype=torch.long)
     return EvalData(x=data.x[idx], y=data.y[idx], masks=None if data.masks is None else data.masks[idx],
                     low=data.low, high=data.high, num_classes=data.num_classes,
-                    class_names=data.class_names), split
+                    class_names=data.class_names, fixed=tuple(f[idx] for f in data.fixed)), split
 
 
 def class_index(wanted: str | int, class_names: tuple[str, ...], dataset: str) -> int:
@@ -208,12 +211,17 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     masks = data.masks.to(device) if data.masks is not None else None
     low = data.low.view(1, -1, 1, 1).to(device)
     high = data.high.view(1, -1, 1, 1).to(device)
+    fixed = tuple(f.to(device) for f in data.fixed)
+
+    def first(k: int):  # the first k samples as the model takes them: the image, or (image, *fixed inputs)
+        return (x[:k], *(f[:k] for f in fixed)) if fixed else x[:k]
+
     # the output contract first (one line for a tuple, a (N,) vector, a map...), before canonization
     # or any census runs the model under hooks that assume logits
     example = x[:2]
     with model_raises_as_config_error(model, cfg.model.name, "running on 2 evaluation images", always=True), \
             torch.no_grad():
-        check_logits(model(example), batch=len(example), model_name=cfg.model.name)
+        check_logits(model(example, *(f[:2] for f in fixed)), batch=len(example), model_name=cfg.model.name)
     plain = False in cfg.space.canonize
     twin = report = twin_layers = None
     # a model that raises later (flaky code, a batch it cannot take) is still one line naming it; an
@@ -221,27 +229,31 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     with model_raises_as_config_error(model, cfg.model.name, "being measured for canonization and layer groups"):
         if True in cfg.space.canonize:
             step("canonizing the twin of %s (for canonize: true trials)", cfg.model.name)
-            twin, report = canonize(model, x[:1])  # its report holds both models' census
+            twin, report = canonize(model, first(1))  # its report holds both models' census
             twin = _freeze(twin, device)
-        _check_reachable(cfg, (report.unhooked_before if report is not None else census(model, x[:1]).unhooked)
+        _check_reachable(cfg, (report.unhooked_before if report is not None else census(model, first(1)).unhooked)
                          if plain else [], report.unhooked_layers if report is not None else [])
         if twin is not None:
-            twin_layers = resolve_groups(twin, x[:1], cfg.space.layer_groups)
+            with first_rows_bound(twin, fixed):
+                twin_layers = resolve_groups(twin, x[:1], cfg.space.layer_groups)
         # the plain model's groups only matter when plain trials are searched: a model whose layers
         # become modules only in its twin (functional convolutions) can still be studied canonized
-        layers = resolve_groups(model, x[:1], cfg.space.layer_groups) if plain else twin_layers
+        with first_rows_bound(model, fixed):
+            layers = resolve_groups(model, x[:1], cfg.space.layer_groups) if plain else twin_layers
         if layers.transformer:
             _check_transformer_rules(cfg, [(m, what) for m, what in ((model if plain else None, cfg.model.name),
                                                                     (twin, "its canonized twin")) if m is not None],
                                      x[:1])
-        fmt = choose_layout(cfg.runtime.memory_format, [m for m in (model, twin) if m is not None], x)
+        with first_rows_bound(model, fixed), first_rows_bound(twin, fixed):
+            fmt = choose_layout(cfg.runtime.memory_format, [m for m in (model, twin) if m is not None], x)
     x = as_layout(x, fmt)
     t_canon = time.perf_counter()
     step("clean logits of the evaluation batch on %s", device)
     with model_raises_as_config_error(model, cfg.model.name, "computing the clean logits of the evaluation batch",
                                       always=True), torch.no_grad():
-        logits = check_logits(torch.cat([check_logits(model(xc), batch=len(xc), model_name=cfg.model.name)
-                                         for xc in x.split(cfg.runtime.batch_budget)]),
+        budget = cfg.runtime.batch_budget
+        logits = check_logits(torch.cat([check_logits(model(c[0], *c[1:]), batch=len(c[0]), model_name=cfg.model.name)
+                                         for c in zip(x.split(budget), *(f.split(budget) for f in fixed))]),
                               batch=len(x), model_name=cfg.model.name)
     if cfg.data.target == "predicted":
         y = logits.argmax(1)
@@ -254,6 +266,7 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
         build_seconds={"model": t_model - t0, "data": t_data - t_model, "canonize": t_canon - t_data,
                        "total": time.perf_counter() - t0},
         labels=labels, target=cfg.data.target, class_names=data.class_names, subset=subset, split=split,
+        fixed=fixed,
     )
     log.info("benchmark ready on %s in %.1fs (accuracy on the evaluation batch %.3f against its %s)", device,
              bench.build_seconds["total"], bench.accuracy, "labels" if cfg.data.target == "label" else "predictions")
@@ -261,6 +274,26 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     step("benchmark ready on %s in %.1f s (model %.1f s, data %.1f s, canonization %.1f s)", device,
          seconds["total"], seconds["model"], seconds["data"], seconds["canonize"])
     return bench
+
+
+@contextlib.contextmanager
+def first_rows_bound(model: nn.Module | None, fixed: tuple[Tensor, ...]):
+    """While the block runs, ``model(x)`` is ``model(x, *fixed[:len(x)])``: for the one-off measurements
+    on the first samples (layer groups, memory layout) that call a model with the image alone. Names
+    and hooks of the model's modules stay as they are; nothing changes for a model without fixed inputs."""
+    if model is None or not fixed:
+        yield
+        return
+    original = type(model).forward
+
+    def forward(x, *rest, **kwargs):
+        return original(model, x, *(f[:x.shape[0]] for f in fixed), *rest, **kwargs)
+
+    model.forward = forward  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        del model.forward
 
 
 def _check_transformer_rules(cfg: StudyConfig, models: list[tuple[nn.Module, str]], example: Tensor) -> None:

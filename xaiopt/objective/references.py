@@ -58,10 +58,11 @@ def random_map(x: Tensor, targets: Tensor, *, seed: int) -> Tensor:
     return (2.0 * u - 1.0).view(n, 1, h, w).to(x.dtype)
 
 
-def _gradient(model: nn.Module, x: Tensor, targets: Tensor, *, times_input: bool) -> Tensor:
+def _gradient(model: nn.Module, x: Tensor, targets: Tensor, *, times_input: bool,
+              fixed: tuple[Tensor, ...] = ()) -> Tensor:
     with torch.enable_grad():
         inp = x.detach().clone().requires_grad_(True)
-        out = model(inp)
+        out = model(inp, *fixed)
         picked = out.gather(1, targets.to(out.device).long().view(-1, 1)).sum()
         (grad,) = torch.autograd.grad(picked, inp)
     rel = grad * inp.detach() if times_input else grad
@@ -69,19 +70,21 @@ def _gradient(model: nn.Module, x: Tensor, targets: Tensor, *, times_input: bool
 
 
 def reference_explainer(name: str, model: nn.Module, *, seed: int, batch_budget: int
-                        ) -> Callable[[Tensor, Tensor], Tensor]:
+                        ) -> Callable[..., Tensor]:
     """The explain function of reference ``name`` (one of :data:`REFERENCES`) on ``model``."""
     if name not in REFERENCES:
         raise ValueError(f"unknown reference explanation {name!r} (valid: {', '.join(REFERENCES)})")
 
-    def one(x: Tensor, targets: Tensor) -> Tensor:
+    def one(x: Tensor, targets: Tensor, fixed: tuple[Tensor, ...]) -> Tensor:
         if name == "random":
             return random_map(x, targets, seed=seed)
         if name == "sobel":
             return sobel(x.detach())
-        return _gradient(model, x, targets, times_input=name == "input_x_gradient")
+        return _gradient(model, x, targets, times_input=name == "input_x_gradient", fixed=fixed)
 
-    def explain(x: Tensor, targets: Tensor) -> Tensor:
-        return torch.cat([one(xc, tc) for xc, tc in zip(x.split(batch_budget), targets.split(batch_budget))])
+    def explain(x: Tensor, targets: Tensor, fixed: tuple[Tensor, ...] = ()) -> Tensor:
+        """``fixed``: the model's inputs after ``x``, one row per sample (split with the chunks)."""
+        return torch.cat([one(c[0], c[1], tuple(c[2:])) for c in zip(
+            x.split(batch_budget), targets.split(batch_budget), *(f.split(batch_budget) for f in fixed))])
 
     return explain

@@ -214,9 +214,11 @@ class Objective:
                              stage: _Stage) -> tuple[dict[str, torch.Tensor], dict[str, float], torch.Tensor]:
         bench = self.bench
         x, y, masks, logits, plan = bench.x, bench.y, bench.masks, bench.logits, self.plan
+        fixed = bench.fixed
         if first is not None or start:
             part = slice(start, first)
             x, y, logits = x[part], y[part], logits[part]
+            fixed = tuple(f[part] for f in fixed)
             masks = None if masks is None else masks[part]
             if draws is not None:
                 plan = [(name, info, {**params, "nr_samples": draws} if "nr_samples" in params else params)
@@ -224,29 +226,32 @@ class Objective:
         budget = self.cfg.runtime.batch_budget
         model, layers = bench.model_for(spec.canonize)
         # the trial's own attribution is chunked by the same rule as the metrics' passes
-        per_pass = images_per_pass(model, x, budget=budget, images=len(x), cache=bench.cache)
+        per_pass = images_per_pass(model, x, budget=budget, images=len(x), cache=bench.cache, fixed=fixed)
         seconds: dict[str, float] = {}
         runtime = self.cfg.runtime
         # the engine keeps the forwards of the study's fixed inputs (batch, noise draws) across trials
         with explainer_for(spec, model, layers, low=bench.low, high=bench.high, batch_budget=per_pass,
                            engine=runtime.engine, lrp_cache_mb=runtime.lrp_cache_mb) as explain:
             t = time.perf_counter()
-            attributions = explain(x, y)
+            # a model of the image alone is called as it always was (an explain function may take two arguments)
+            attributions = explain(x, y, fixed=fixed) if fixed else explain(x, y)
             seconds["attribution"] = time.perf_counter() - t
             if not torch.isfinite(attributions).all():
                 bad = int((~torch.isfinite(attributions)).flatten(1).any(1).sum())
                 raise TrialFailed(f"attributions are NaN/inf for {bad} of {len(attributions)} samples")
 
-            def explain_with(other: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            def explain_with(other: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor,
+                             fixed: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
                 # a randomized copy is new every time: nothing of its forward is ever reused
                 with explainer_for(spec, other, layers, low=bench.low, high=bench.high,
                                    batch_budget=budget, engine=runtime.engine, lrp_cache_mb=0) as other_explain:
-                    return other_explain(x, targets)
+                    return other_explain(x, targets, fixed=fixed) if fixed else other_explain(x, targets)
 
             ctx = MetricContext(
                 model=model, x=x, y=y, masks=masks, logits=logits,
                 attributions=attributions, explain=explain, seed=self.cfg.seed, cache=bench.cache,
                 batch_budget=budget, explain_with=explain_with, score_cache_mb=runtime.score_cache_mb,
+                fixed=fixed,
             )
             # the metrics see the model the explainer is registered on (the twin for canonized
             # specs): the same function, and mprt randomises the very layers the rules sit on
@@ -266,15 +271,17 @@ class Objective:
         t0 = time.perf_counter()
         try:
             explain = reference_explainer(name, model, seed=self.cfg.seed, batch_budget=budget)
-            attributions = explain(bench.x, bench.y)
+            attributions = explain(bench.x, bench.y, bench.fixed) if bench.fixed else explain(bench.x, bench.y)
 
-            def explain_with(other: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-                return reference_explainer(name, other, seed=self.cfg.seed, batch_budget=budget)(x, targets)
+            def explain_with(other: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor,
+                             fixed: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+                return reference_explainer(name, other, seed=self.cfg.seed, batch_budget=budget)(x, targets, fixed)
 
             ctx = MetricContext(
                 model=model, x=bench.x, y=bench.y, masks=bench.masks, logits=bench.logits,
                 attributions=attributions, explain=explain, seed=self.cfg.seed, cache=bench.cache,
                 batch_budget=budget, explain_with=explain_with, score_cache_mb=runtime.score_cache_mb,
+                fixed=bench.fixed,
             )
             per_sample = _metric_scores(ctx, self.plan, stage, {})
         except (TrialFailed, XaioptError):

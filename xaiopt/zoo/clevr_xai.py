@@ -1,8 +1,8 @@
 """CLEVR-XAI (Arras, Osman & Samek 2022): visual questions on CLEVR images with ground-truth masks.
 
-Groundwork for the VQA study: :func:`load_clevr_xai` reads the samples a Relation Network
-(:mod:`xaiopt.zoo.relation_network`) answers; the worker does not run two-input models yet, so no
-``clevr_xai:`` dataset scheme is registered.
+:func:`load_clevr_xai` reads the samples a Relation Network (:mod:`xaiopt.zoo.relation_network`)
+answers; as a study's dataset, ``clevr_xai:PATH`` (:func:`load_clevr_xai_split`, ``data.split`` one of
+:data:`SPLITS`), its questions are the evaluation batch's fixed input (``EvalData.fixed``).
 
 ``<path>`` holds, as the benchmark's own evaluation code reads them:
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,13 @@ CLEVR_ANSWERS = (
     "gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow",
     "cube", "sphere", "cylinder", "rubber", "metal", "small", "large",
 )
+# data.split of the dataset scheme ``clevr_xai:PATH``: the questions and the kind of ground truth
+SPLITS = {
+    "simple": ("simple", "single_object"), "simple_all_objects": ("simple", "all_objects"),
+    "complex": ("complex", "unique"), "complex_first_nonempty": ("complex", "unique_first_nonempty"),
+    "complex_union": ("complex", "union"), "complex_all_objects": ("complex", "all_objects"),
+}
+VOCAB_FILE = "vocab.json"
 _TOKENS = re.compile(r"[a-z0-9]+|[?;,]")
 # pixels in [0, 1]: the Relation Network reads images unnormalised
 _UNIT = Normalization(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
@@ -85,7 +93,7 @@ def load_clevr_xai(
     question_file: str | None = None,
     image_size: int = 128,
     vocab: str | Path | None = None,
-    answers: str | Path | None = None,
+    answers: Sequence[str] | str | Path | None = None,
     normalization: Normalization = _UNIT,
 ) -> VqaData:
     """``n`` questions drawn with ``seed`` among those with a mask of kind ``ground_truth`` (default:
@@ -119,7 +127,12 @@ def load_clevr_xai(
     order = np.random.default_rng(seed).permutation(len(usable))[:n]
     chosen = [usable[i] for i in sorted(order)]
 
-    answer_names = tuple(_json_list(answers, label, "answers")) if answers is not None else CLEVR_ANSWERS
+    if answers is None:
+        answer_names: tuple[str, ...] = CLEVR_ANSWERS
+    elif isinstance(answers, (str, Path)):
+        answer_names = tuple(_json_list(answers, label, "answers"))
+    else:
+        answer_names = tuple(str(a) for a in answers)
     answer_index = {a: i for i, a in enumerate(answer_names)}
     words = _vocabulary(vocab, records, label)
     images, gts, tokens, targets = [], [], [], []
@@ -148,7 +161,7 @@ def load_clevr_xai(
         y=torch.tensor(targets, dtype=torch.int64),
         masks=torch.stack(gts).unsqueeze(1),
         low=low.float(), high=high.float(),
-        num_classes=len(answer_names), class_names=answer_names,
+        num_classes=len(answer_names), class_names=answer_names, fixed=(question_tensor,),
     )
     return VqaData(data=data, questions=question_tensor,
                    question_index=tuple(int(q["question_index"]) for q in chosen),
@@ -252,3 +265,19 @@ def _vocabulary(source: str | Path | None, records: list[dict[str, Any]], label:
         raise ConfigError(f"dataset {label!r}: vocabulary file {str(source)!r} must be a JSON object word -> index "
                           f"(indices from 1; 0 is padding)")
     return {str(k): int(v) for k, v in value.items()}
+
+
+def load_clevr_xai_split(path: str | Path, *, n: int, seed: int, split: str | None, image_size: int | None,
+                         answers: Sequence[str] | None, normalization: Normalization | None) -> EvalData:
+    """The dataset scheme ``clevr_xai:PATH``: ``split`` one of :data:`SPLITS` (default ``simple``), the
+    model's vocabulary from ``PATH/vocab.json`` when there is one, ``answers`` the model's answer list
+    (``data.classes``); the questions are the batch's fixed input."""
+    label = f"clevr_xai:{path}"
+    chosen = split or "simple"
+    if chosen not in SPLITS:
+        raise ConfigError(f"data.split={chosen!r} is invalid for dataset {label!r}; valid: {', '.join(SPLITS)}")
+    questions, kind = SPLITS[chosen]
+    vocab = Path(path).expanduser() / VOCAB_FILE
+    return load_clevr_xai(path, n=n, seed=seed, questions=questions, ground_truth=kind,
+                          image_size=image_size or 128, vocab=vocab if vocab.is_file() else None, answers=answers,
+                          normalization=normalization or _UNIT).data

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from xaiopt.errors import ConfigError, UnknownNameError
 from xaiopt.zoo import synthetic
 from xaiopt.zoo.batch_size import check_batch_size
+from xaiopt.zoo.classes import explicit_class_map
+from xaiopt.zoo.clevr_xai import load_clevr_xai_split
 from xaiopt.zoo.coco import load_coco
 from xaiopt.zoo.evaldata import EvalData
 from xaiopt.zoo.imagefolder import load_imagefolder
@@ -133,7 +135,7 @@ def load_dataset(
     loader = _SCHEMES.get(scheme)
     if loader is None or not rest:
         raise UnknownNameError(f"dataset {name!r} is unknown; valid: {dataset_help()}")
-    if split is not None and scheme not in ("voc", "coco"):
+    if split is not None and scheme not in ("voc", "coco", "clevr_xai"):
         raise ConfigError(f"data.split={split!r} is invalid for dataset {name!r} (the folder is the split); "
                           f"valid: unset")
     return loader(DatasetRequest(path=rest, n=n, seed=seed, split=split, image_size=image_size, classes=classes,
@@ -192,6 +194,16 @@ def _imagenet(req: DatasetRequest) -> EvalData:
 def _voc(req: DatasetRequest) -> EvalData:
     return load_voc(req.path, n=req.n, seed=req.seed, image_size=req.size, split=req.split, classes=req.classes,
                     n_classes=req.n_classes, normalization=req.norm)
+
+
+@_scheme("clevr_xai")
+def _clevr_xai(req: DatasetRequest) -> EvalData:
+    if req.n_classes is not None:
+        raise ConfigError(f"data.n_classes is invalid for dataset 'clevr_xai:{req.path}' (the answers are the "
+                          f"classes); valid: unset")
+    answers = None if req.classes is None else explicit_class_map(req.classes, label=f"clevr_xai:{req.path}").names
+    return load_clevr_xai_split(req.path, n=req.n, seed=req.seed, split=req.split, image_size=req.image_size,
+                                answers=answers, normalization=req.normalization)
 
 
 @_scheme("coco")

@@ -20,6 +20,8 @@ class EvalData:
         high: (C,) float32, highest value.
         num_classes: size of the label space (1000 for ImageNet wnids, not the classes present).
         class_names: one name per class, index = label.
+        fixed: the model's inputs after the image, one row per sample (a VQA model's questions as word
+            indices); empty for a model of the image alone.
 
     Example:
         >>> from xaiopt.zoo import load_dataset
@@ -35,9 +37,12 @@ class EvalData:
     high: torch.Tensor
     num_classes: int
     class_names: tuple[str, ...]
+    fixed: tuple[torch.Tensor, ...] = ()
 
     def __post_init__(self) -> None:
         n, channels = self.x.shape[0], self.x.shape[1]
+        if any(f.shape[0] != n for f in self.fixed):
+            raise ValueError(f"fixed inputs must have {n} rows, got {[int(f.shape[0]) for f in self.fixed]}")
         if self.y.shape != (n,):
             raise ValueError(f"y must have shape ({n},), got {tuple(self.y.shape)}")
         if self.masks is not None and self.masks.shape != (n, 1, *self.x.shape[2:]):

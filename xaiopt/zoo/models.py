@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -35,7 +36,8 @@ from xaiopt.zoo.timm_models import load_timm_model
 _Loader = Callable[[str, str | os.PathLike[str] | None, int | None, str | None], nn.Module]
 _SCHEMES: dict[str, _Loader] = {}
 _SCHEME_HELP = (
-    "benchmark:<vgg|resnet|densenet|vit>, torchvision:<name>, timm:<name>[.<tag>], module:<pkg.mod>:<callable>, "
+    "benchmark:<vgg|resnet|densenet|vit>, relation_network:clevr, torchvision:<name>, timm:<name>[.<tag>], "
+    "module:<pkg.mod>:<callable>, "
     "python:<registered name>"
 )
 
@@ -101,6 +103,30 @@ def _benchmark(
     raise ConfigError(
         f"weights={weights!r} is invalid for 'benchmark:{architecture}'; valid: 'trained' (default), 'random'"
     )
+
+
+@_scheme("relation_network")
+def _relation_network(
+    config: str, cache_dir: str | os.PathLike[str] | None, num_classes: int | None, weights: str | None
+) -> nn.Module:
+    """``relation_network:clevr`` (128 x 128 images) or ``relation_network:clevr<size>`` (e.g. ``clevr64``):
+    the Relation Network of CLEVR-XAI (:mod:`xaiopt.zoo.relation_network`), which takes the question as a
+    second input; ``num_classes`` answers (28), ``weights`` a local state dict file or random."""
+    from xaiopt.zoo.relation_network import build_relation_network
+
+    found = re.fullmatch(r"clevr(\d+)?", config)
+    if found is None:
+        raise UnknownNameError(f"model 'relation_network:{config}' is unknown; valid: relation_network:clevr "
+                               f"(128 px) or relation_network:clevr<size> (a multiple of 16)")
+    sizes: dict[str, int] = {}
+    if found[1] is not None:
+        sizes["image_size"] = int(found[1])
+    if num_classes is not None:
+        sizes["n_answers"] = num_classes
+    try:
+        return build_relation_network(None if weights in (None, "random") else weights, seed=0, **sizes)
+    except ValueError as error:
+        raise ConfigError(f"model 'relation_network:{config}': {error}") from None
 
 
 @_scheme("torchvision")

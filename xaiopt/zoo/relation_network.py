@@ -2,9 +2,9 @@
 
 The architecture of Santoro et al. (2017), "A simple neural network module for relational reasoning", as
 Arras, Osman & Samek (CLEVR-XAI, 2022) describe the model they explained with LRP (every size below is a
-constructor argument, so a weights file of other sizes fits a model built with its sizes). Groundwork for
-the VQA study: the worker does not run models with a second input yet; ``xaiopt.canonize.canonize``
-does (``canonize(model, (images, questions))``).
+constructor argument, so a weights file of other sizes fits a model built with its sizes). A study names
+it ``relation_network:clevr`` (``clevr<size>`` for another image size) with ``clevr_xai:PATH`` data,
+whose questions become the model's fixed second input (studies/paper_vqa_clevr_xai.yaml).
 
 - ``image`` (N, 3, H, W) float, H = W = ``image_size`` (128 by default), a multiple of 16.
 - ``stem``: four Conv2d(3x3, stride 2, padding 1, ``channels`` = 24) -> BatchNorm2d -> ReLU blocks, each a
