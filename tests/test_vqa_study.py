@@ -57,3 +57,7 @@ def test_the_vqa_study_runs_its_six_baselines(tmp_path, capsys):
     table = capsys.readouterr().out
     for method in ("excitation_backprop", "alpha2beta1", "epsilon_plus"):
         assert f"relation_network:clevr32,{method}," in table
+    # the report explains the recommended settings again (heatmaps) and scores the reference explanations,
+    # each image with its own question
+    main(["study", "report", small.name, "--storage", storage, "--out", str(tmp_path / "report"), "--no-progress"])
+    assert (tmp_path / "report" / "index.html").stat().st_size > 0

@@ -60,6 +60,7 @@ def attribute_settings(loaded: LoadedStudy, specs: Sequence[dict[str, Any]], ima
     bench = get_benchmark(cfg, dev)
     k = min(int(images), len(bench.x))
     x, y = bench.x[:k], bench.y[:k]
+    fixed = tuple(f[:k] for f in bench.fixed)  # a VQA model's questions: each image with its own
     out: list[Tensor] = []
     for d in specs:
         try:
@@ -69,7 +70,7 @@ def attribute_settings(loaded: LoadedStudy, specs: Sequence[dict[str, Any]], ima
         model, layers = bench.model_for(spec.canonize)
         with explainer_for(spec, model, layers, low=bench.low, high=bench.high,
                            batch_budget=cfg.runtime.batch_budget) as explain:
-            out.append(explain(x, y).detach().cpu())
+            out.append((explain(x, y, fixed=fixed) if fixed else explain(x, y)).detach().cpu())
     names = bench.class_names
     labels = tuple(names[int(c)] if int(c) < len(names) else str(int(c)) for c in y.cpu())
     return SettingAttributions(
