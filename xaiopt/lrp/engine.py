@@ -113,6 +113,16 @@ def relevances(out: Tensor, inp: Tensor, watched: dict[str, Tensor], targets: Te
     return result
 
 
+def sample_chunks(x: Tensor, targets: Tensor, fixed: tuple[Tensor, ...], budget: int):
+    """``(x, targets, fixed)`` in chunks of ``budget`` samples, the fixed inputs (one row per sample of
+    ``x``) split with them; ValueError when their rows do not match ``x``'s."""
+    if any(f.shape[0] != x.shape[0] for f in fixed):
+        raise ValueError(f"fixed inputs need one row per sample of x ({x.shape[0]}), got "
+                         f"{[int(f.shape[0]) for f in fixed]}")
+    for chunk in zip(x.split(budget), targets.split(budget), *(f.split(budget) for f in fixed)):
+        yield chunk[0], chunk[1], tuple(chunk[2:])
+
+
 def concat_chunks(parts: list[dict[str, Tensor]]) -> dict[str, Tensor]:
     return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
@@ -262,15 +272,9 @@ class LrpExplainer:
 
     def _run(self, x: Tensor, targets: Tensor, watch: tuple[str, ...],
              fixed: tuple[Tensor, ...] = ()) -> dict[str, Tensor]:
-        if any(f.shape[0] != x.shape[0] for f in fixed):
-            raise ValueError(f"fixed inputs need one row per sample of x ({x.shape[0]}), got "
-                             f"{[int(f.shape[0]) for f in fixed]}")
         model_key = model_fingerprint(self.model) if self.cache is not None else None
-        budget = self.batch_budget
-        return concat_chunks([
-            self._explain(chunk[0], chunk[1], model_key, watch, tuple(chunk[2:]))
-            for chunk in zip(x.split(budget), targets.split(budget), *(f.split(budget) for f in fixed))
-        ])
+        return concat_chunks([self._explain(xc, tc, model_key, watch, fc)
+                              for xc, tc, fc in sample_chunks(x, targets, fixed, self.batch_budget)])
 
     def _explain(self, x: Tensor, targets: Tensor, model_key, watch: tuple[str, ...],
                  fixed: tuple[Tensor, ...] = ()) -> dict[str, Tensor]:

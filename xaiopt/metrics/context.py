@@ -13,6 +13,12 @@ ExplainFn = Callable[..., Tensor]
 ExplainWithFn = Callable[..., Tensor]
 
 
+def call_explain(fn: Callable[..., Tensor], *args: Any, fixed: tuple[Tensor, ...]) -> Tensor:
+    """``fn(*args, fixed=fixed)`` for a model with fixed inputs, else ``fn(*args)``: an explain function
+    of a model of the image alone may take its two (or three) arguments only."""
+    return fn(*args, fixed=fixed) if fixed else fn(*args)
+
+
 @dataclass
 class MetricContext:
     """Everything a metric needs for one trial; see docs/contracts.md (metrics -> objective).
@@ -62,6 +68,4 @@ class MetricContext:
 
     def explain_rows(self, images: Tensor, targets: Tensor, index: Tensor | slice) -> Tensor:
         """``explain`` of images derived from samples ``index``, with their fixed inputs."""
-        if not self.fixed:
-            return self.explain(images, targets)
-        return self.explain(images, targets, fixed=self.rows(index))
+        return call_explain(self.explain, images, targets, fixed=self.rows(index))

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from xaiopt.errors import ConfigError
 
 from .batching import chunk_size, map_chunks
-from .context import MetricContext
+from .context import MetricContext, call_explain
 from .noise import generator
 from .normalise import prepare
 from .registry import Param, register_metric
@@ -130,6 +130,7 @@ def mprt_layer_scores(
             "metric 'mprt' needs MetricContext.explain_with(model, x, targets) to explain randomised "
             "model copies; this worker does not provide it, so drop 'mprt' from the metrics"
         )
+    explain_with = ctx.explain_with
     seed = ctx.seed if seed is None else seed
     states = _randomised_states(ctx, seed)
     if layer_order == "top_down":
@@ -151,7 +152,8 @@ def mprt_layer_scores(
                 work.load_state_dict(original)
             work.get_submodule(name).load_state_dict(state)
             a_r = map_chunks(ctx.n, chunk_size(ctx, ctx.n),
-                             lambda s, e: _explain_with(ctx, work, x[s:e], y[s:e], slice(s, e)).detach())
+                             lambda s, e: call_explain(explain_with, work, x[s:e], y[s:e],
+                                                       fixed=ctx.rows(slice(s, e))).detach())
             a_r = prepare(a_r, abs=abs, normalise=normalise).reshape(ctx.n, -1)
             rows.append(sim(a, a_r))
     finally:
@@ -178,9 +180,3 @@ def mprt(ctx: MetricContext, *, aggregate: str, **params) -> Tensor:
     _, scores = mprt_layer_scores(ctx, **params)
     return scores.mean(0) if aggregate == "average" else scores[-1]
 
-
-def _explain_with(ctx: MetricContext, model: nn.Module, x: Tensor, y: Tensor, index: slice) -> Tensor:
-    assert ctx.explain_with is not None
-    if not ctx.fixed:
-        return ctx.explain_with(model, x, y)
-    return ctx.explain_with(model, x, y, fixed=ctx.rows(index))

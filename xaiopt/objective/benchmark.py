@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from xaiopt.canonize import canonize
 from xaiopt.canonize.census import census
+from xaiopt.canonize.inputs import first_rows
 from xaiopt.config import StudyConfig
 from xaiopt.errors import ConfigError
 from xaiopt.lrp import operation_census
@@ -213,8 +214,8 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     high = data.high.view(1, -1, 1, 1).to(device)
     fixed = tuple(f.to(device) for f in data.fixed)
 
-    def first(k: int):  # the first k samples as the model takes them: the image, or (image, *fixed inputs)
-        return (x[:k], *(f[:k] for f in fixed)) if fixed else x[:k]
+    # the first sample as the model takes it: the image, or (image, *fixed inputs)
+    first_sample = first_rows((x, *fixed) if fixed else x, 1)
 
     # the output contract first (one line for a tuple, a (N,) vector, a map...), before canonization
     # or any census runs the model under hooks that assume logits
@@ -229,9 +230,9 @@ def build_benchmark(cfg: StudyConfig, device: torch.device, subset: str = "searc
     with model_raises_as_config_error(model, cfg.model.name, "being measured for canonization and layer groups"):
         if True in cfg.space.canonize:
             step("canonizing the twin of %s (for canonize: true trials)", cfg.model.name)
-            twin, report = canonize(model, first(1))  # its report holds both models' census
+            twin, report = canonize(model, first_sample)  # its report holds both models' census
             twin = _freeze(twin, device)
-        _check_reachable(cfg, (report.unhooked_before if report is not None else census(model, first(1)).unhooked)
+        _check_reachable(cfg, (report.unhooked_before if report is not None else census(model, first_sample).unhooked)
                          if plain else [], report.unhooked_layers if report is not None else [])
         if twin is not None:
             with first_rows_bound(twin, fixed):

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from xaiopt.errors import ConfigError
 from xaiopt.lrp import RULES, LrpExplainer, shared_cache
-from xaiopt.lrp.engine import INPUT, called_once, concat_chunks, layer_names, relevances
+from xaiopt.lrp.engine import INPUT, called_once, concat_chunks, layer_names, relevances, sample_chunks
 from xaiopt.lrp.mapping import named_rules
 from xaiopt.space import ExplainerSpec, LayerGroups
 
@@ -52,13 +52,8 @@ class Explainer:
 
     def _run(self, x: Tensor, targets: Tensor, watch: tuple[str, ...],
              fixed: tuple[Tensor, ...] = ()) -> dict[str, Tensor]:
-        if any(f.shape[0] != x.shape[0] for f in fixed):
-            raise ValueError(f"fixed inputs need one row per sample of x ({x.shape[0]}), got "
-                             f"{[int(f.shape[0]) for f in fixed]}")
-        budget = self.batch_budget
-        return concat_chunks([self._explain(chunk[0], chunk[1], watch, tuple(chunk[2:]))
-                              for chunk in zip(x.split(budget), targets.split(budget),
-                                               *(f.split(budget) for f in fixed))])
+        return concat_chunks([self._explain(xc, tc, watch, fc)
+                              for xc, tc, fc in sample_chunks(x, targets, fixed, self.batch_budget)])
 
     def _explain(self, x: Tensor, targets: Tensor, watch: tuple[str, ...],
                  fixed: tuple[Tensor, ...] = ()) -> dict[str, Tensor]:

@@ -31,6 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from xaiopt.lrp.engine import sample_chunks
+
 REFERENCES = ("random", "sobel", "gradient", "input_x_gradient")
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
@@ -84,7 +86,6 @@ def reference_explainer(name: str, model: nn.Module, *, seed: int, batch_budget:
 
     def explain(x: Tensor, targets: Tensor, fixed: tuple[Tensor, ...] = ()) -> Tensor:
         """``fixed``: the model's inputs after ``x``, one row per sample (split with the chunks)."""
-        return torch.cat([one(c[0], c[1], tuple(c[2:])) for c in zip(
-            x.split(batch_budget), targets.split(batch_budget), *(f.split(batch_budget) for f in fixed))])
+        return torch.cat([one(xc, tc, fc) for xc, tc, fc in sample_chunks(x, targets, fixed, batch_budget)])
 
     return explain

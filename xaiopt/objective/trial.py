@@ -22,6 +22,7 @@ from xaiopt.config import StudyConfig
 from xaiopt.errors import ConfigError, TrialFailed, XaioptError
 from xaiopt.metrics import MetricContext, get_metric
 from xaiopt.metrics.batching import images_per_pass
+from xaiopt.metrics.context import call_explain
 from xaiopt.metrics.packing import pack_scores
 from xaiopt.metrics.preferences import category_weights
 from xaiopt.objective.artifacts import upload_png
@@ -234,7 +235,7 @@ class Objective:
                            engine=runtime.engine, lrp_cache_mb=runtime.lrp_cache_mb) as explain:
             t = time.perf_counter()
             # a model of the image alone is called as it always was (an explain function may take two arguments)
-            attributions = explain(x, y, fixed=fixed) if fixed else explain(x, y)
+            attributions = call_explain(explain, x, y, fixed=fixed)
             seconds["attribution"] = time.perf_counter() - t
             if not torch.isfinite(attributions).all():
                 bad = int((~torch.isfinite(attributions)).flatten(1).any(1).sum())
@@ -245,7 +246,7 @@ class Objective:
                 # a randomized copy is new every time: nothing of its forward is ever reused
                 with explainer_for(spec, other, layers, low=bench.low, high=bench.high,
                                    batch_budget=budget, engine=runtime.engine, lrp_cache_mb=0) as other_explain:
-                    return other_explain(x, targets, fixed=fixed) if fixed else other_explain(x, targets)
+                    return call_explain(other_explain, x, targets, fixed=fixed)
 
             ctx = MetricContext(
                 model=model, x=x, y=y, masks=masks, logits=logits,
@@ -271,7 +272,7 @@ class Objective:
         t0 = time.perf_counter()
         try:
             explain = reference_explainer(name, model, seed=self.cfg.seed, batch_budget=budget)
-            attributions = explain(bench.x, bench.y, bench.fixed) if bench.fixed else explain(bench.x, bench.y)
+            attributions = call_explain(explain, bench.x, bench.y, fixed=bench.fixed)
 
             def explain_with(other: torch.nn.Module, x: torch.Tensor, targets: torch.Tensor,
                              fixed: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:

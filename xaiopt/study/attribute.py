@@ -20,6 +20,7 @@ from typing import Any, Sequence
 from torch import Tensor
 
 from xaiopt.errors import ConfigError
+from xaiopt.metrics.context import call_explain
 from xaiopt.objective.benchmark import get_benchmark
 from xaiopt.objective.device import resolve_device
 from xaiopt.objective.explain import explainer_for
@@ -70,7 +71,7 @@ def attribute_settings(loaded: LoadedStudy, specs: Sequence[dict[str, Any]], ima
         model, layers = bench.model_for(spec.canonize)
         with explainer_for(spec, model, layers, low=bench.low, high=bench.high,
                            batch_budget=cfg.runtime.batch_budget) as explain:
-            out.append((explain(x, y, fixed=fixed) if fixed else explain(x, y)).detach().cpu())
+            out.append(call_explain(explain, x, y, fixed=fixed).detach().cpu())
     names = bench.class_names
     labels = tuple(names[int(c)] if int(c) < len(names) else str(int(c)) for c in y.cpu())
     return SettingAttributions(
